@@ -1,0 +1,44 @@
+"""Shared command-line plumbing: one-line errors, --debug, logging, sys.path for tools/."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Callable, Sequence
+
+from nvpt.errors import NVPTError
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own usage errors: one line, exit 2
+        raise NVPTError(f"{message} (see {self.prog} --help)")
+
+
+def parser(description: str, prog: str | None = None) -> argparse.ArgumentParser:
+    p = _ArgumentParser(description=description, prog=prog)
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return p
+
+
+def run_main(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> int:
+    """Call main(argv); an NVPTError (or any error without --debug) becomes one line on stderr."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("NVPT_DEBUG") == "1"
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return int(main(argv) or 0)
+    except NVPTError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: keep it one line for users, --debug shows where
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(unexpected; rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

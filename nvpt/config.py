@@ -1,0 +1,319 @@
+"""Configuration: every key declared once with its default, type and meaning.
+
+A config file is YAML (read with `yaml.safe_load`) that may name parent files in
+`_base_` (a path or a list of paths, relative to the file). Parents are merged
+first, the file itself last, then `key.sub=value` overrides from the command line.
+Every value is checked against `SCHEMA`; an unknown key names the closest valid
+ones, a bad value names the key and what it accepts.
+
+    cfg = load_config("configs/dtd.yaml", ["train.epochs=10", "prompt.length=5"])
+    cfg.model.name, cfg.prompt.method, cfg.spike.time_steps
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from nvpt.errors import NVPTError
+
+METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full")
+DATASETS = ("dtd", "vtab", "image_folder", "textures", "fashion_mnist")
+CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
+
+
+@dataclass(frozen=True)
+class Key:
+    default: Any
+    kind: str  # int | float | bool | str | int_list | float_list | str_list
+    help: str
+    choices: tuple | None = None
+    min: float | None = None  # inclusive lower bound
+    min_exclusive: bool = False  # True: value must be > min
+    max: float | None = None  # inclusive upper bound
+    nullable: bool = False  # None ("null" in YAML) allowed
+
+
+def _k(default, kind, help, **kw) -> Key:
+    return Key(default, kind, help, **kw)
+
+
+# fmt: off
+SCHEMA: dict[str, Key] = {
+    "seed": _k(0, "int", "random seed for init, data order, dropout and spiking noise", min=0),
+    "output_dir": _k("runs", "str", "folder that holds run folders"),
+    "run_name": _k(None, "str", "run folder name; null: <config stem>-<method>-s<seed>", nullable=True),
+
+    "model.name": _k("vit_base_patch16_224.orig_in21k", "str", "any timm VisionTransformer name (with optional .tag)"),
+    "model.pretrained": _k(True, "bool", "load the timm hub weights of model.name (needs internet or a warm hub cache)"),
+    "model.pretrained_file": _k(None, "str", "local .safetensors/.pth/.bin backbone weights (used instead of the hub)", nullable=True),
+    "model.num_classes": _k(None, "int", "classifier outputs; null: taken from the dataset", min=1, nullable=True),
+    "model.img_size": _k(None, "int", "input size; null: the model's default", min=1, nullable=True),
+    "model.in_chans": _k(None, "int", "input channels; null: the model's default (3)", min=1, nullable=True),
+    "model.kwargs": _k(None, "str", "extra timm.create_model keyword args as a YAML mapping string, e.g. '{embed_dim: 192}'", nullable=True),
+
+    "prompt.method": _k("spike_nvpt", "str", "how the frozen backbone is adapted", choices=METHODS),
+    "prompt.length": _k(10, "int", "prompt tokens per layer (P)", min=0),
+    "prompt.dropout": _k(0.0, "float", "dropout on prompt tokens, an independent mask per sample", min=0.0, max=1.0),
+    "prompt.deep": _k(True, "bool", "spike_nvpt only: prompts before every block (true) or the first one only (false)"),
+
+    "spike.time_steps": _k(4, "int", "T: steps the Signal Filtering Layer integrates the prompt current", min=1),
+    "spike.v_threshold": _k(1.0, "float", "IF neuron firing threshold", min=0.0, min_exclusive=True),
+    "spike.noise_std": _k(0.3, "float", "std of fresh Gaussian noise added to the prompt current at every step (training only)", min=0.0),
+    "spike.reset": _k("soft", "str", "after a spike: soft subtracts the threshold, hard resets to 0", choices=("soft", "hard")),
+    "spike.discretize": _k("rate", "str", "binary prompt = firing rate >= spike.rate_threshold (rate) or the last step's spike (last)", choices=("rate", "last")),
+    "spike.rate_threshold": _k(0.5, "float", "firing rate at which a prompt element is 1 (discretize=rate)", min=0.0, min_exclusive=True, max=1.0),
+    "spike.filter": _k("if", "str", "if: integrate-and-fire Signal Filtering Layer; none: binarise the current directly (ablation)", choices=("if", "none")),
+    "spike.scale": _k("channel", "str", "learned scale on the binary prompt: per channel, per layer, or none", choices=("channel", "layer", "none")),
+    "spike.scale_init": _k(None, "float", "initial scale; null: the VPT init bound sqrt(6/(3*ph*pw+D))", nullable=True),
+    "spike.center": _k(False, "bool", "map binary {0,1} to {-1,+1} before scaling (zero-mean tokens); false keeps {0,1} as in the paper"),
+    "spike.surrogate": _k("atan", "str", "surrogate gradient of the Heaviside spike", choices=("atan", "sigmoid")),
+    "spike.surrogate_alpha": _k(2.0, "float", "sharpness of the surrogate gradient", min=0.0, min_exclusive=True),
+    "spike.init_low": _k(0.0, "float", "latent current U ~ Uniform(init_low, init_high) * v_threshold"),
+    "spike.init_high": _k(1.0, "float", "see spike.init_low"),
+    "spike.target_rate": _k(None, "float", "firing rate the penalty pulls toward; null: no penalty", min=0.0, max=1.0, nullable=True),
+    "spike.rate_penalty": _k(0.0, "float", "weight of (mean firing rate - target_rate)^2 in the loss", min=0.0),
+    "spike.backend": _k("auto", "str", "SpikingJelly backend: auto = cupy on CUDA when cupy imports, else torch", choices=("auto", "cupy", "torch")),
+
+    "data.name": _k("dtd", "str", "dataset", choices=DATASETS),
+    "data.root": _k("data", "str", "folder holding the dataset (see README: Datasets)"),
+    "data.task": _k(None, "str", "vtab: task folder under data.root (e.g. dtd, cifar100)", nullable=True),
+    "data.protocol": _k("final", "str", "vtab: tune = train800/val200; final = train800val200/test", choices=("tune", "final")),
+    "data.partition": _k(1, "int", "dtd: official partition 1..10", min=1, max=10),
+    "data.download": _k(False, "bool", "dtd, fashion_mnist: download when missing (needs internet)"),
+    "data.transform": _k("vtab", "str", "vtab: resize to the model size; fgvc: random resized crop + flip for training", choices=("vtab", "fgvc")),
+    "data.mean": _k(None, "float_list", "normalisation mean; null: the backbone's timm pretrained config", nullable=True),
+    "data.std": _k(None, "float_list", "normalisation std; null: the backbone's timm pretrained config", nullable=True),
+    "data.val_fraction": _k(0.1, "float", "image_folder/fashion_mnist/textures: share of training data held out for validation", min=0.0, max=0.9),
+    "data.grayscale": _k(False, "bool", "textures: grayscale images (replicated to the model's channels)"),
+    "data.crop_size": _k(64, "int", "textures: side of the square crops cut from each photograph", min=8),
+    "data.train_per_class": _k(60, "int", "textures: training crops per class", min=1),
+    "data.test_per_class": _k(30, "int", "textures: test crops per class", min=1),
+    "data.subset": _k(None, "int", "fashion_mnist: use only the first N training images (for a quick run)", min=1, nullable=True),
+    "data.batch_size": _k(64, "int", "global batch size (split across torchrun processes)", min=1),
+    "data.eval_batch_size": _k(128, "int", "batch size for evaluation", min=1),
+    "data.num_workers": _k(4, "int", "data loader worker processes", min=0),
+
+    "train.epochs": _k(100, "int", "training epochs", min=1),
+    "train.optimizer": _k("sgd", "str", "optimizer", choices=("sgd", "adamw")),
+    "train.base_lr": _k(0.1, "float", "learning rate for batch 256; actual lr = base_lr * batch_size / 256 (as VPT)", min=0.0, min_exclusive=True),
+    "train.weight_decay": _k(1e-4, "float", "weight decay (not applied to biases, norms, scales)", min=0.0),
+    "train.momentum": _k(0.9, "float", "SGD momentum", min=0.0, max=1.0),
+    "train.warmup_epochs": _k(10, "int", "linear warmup length, stepped per iteration", min=0),
+    "train.min_lr": _k(0.0, "float", "cosine schedule floor", min=0.0),
+    "train.clip_grad": _k(None, "float", "max gradient norm; null: no clipping", min=0.0, min_exclusive=True, nullable=True),
+    "train.label_smoothing": _k(0.0, "float", "cross-entropy label smoothing", min=0.0, max=1.0),
+    "train.amp": _k(True, "bool", "mixed precision for the backbone on CUDA (ignored on CPU)"),
+    "train.amp_dtype": _k("bfloat16", "str", "autocast dtype on CUDA", choices=("bfloat16", "float16")),
+    "train.device": _k("auto", "str", "auto: cuda when available, else cpu", choices=("auto", "cuda", "cpu")),
+    "train.threads": _k(None, "int", "torch CPU threads; null: leave torch's default", min=1, nullable=True),
+    "train.resume": _k(None, "str", "path of a run folder or checkpoint to continue exactly", nullable=True),
+    "train.save_every": _k(1, "int", "write the resumable checkpoint every N epochs", min=1),
+    "train.max_steps_per_epoch": _k(None, "int", "cap iterations per epoch (quick checks)", min=1, nullable=True),
+
+    "eval.gaussian_std": _k([0.05, 0.1, 0.2, 0.3, 0.5], "float_list", "Gaussian noise sigmas (on [0,1] images) for the final evaluation"),
+    "eval.corruptions": _k([], "str_list", "corruption names for the final evaluation (see nvpt.robustness)"),
+    "eval.severities": _k([1, 2, 3, 4, 5], "int_list", "severities of eval.corruptions"),
+    "eval.seed": _k(0, "int", "seed of the evaluation noise: the same noisy test images for every method, training seed and rerun", min=0),
+    "eval.corruption_table": _k("auto", "str", "severity constants: imagenet, cifar, or auto (cifar below 64 px)", choices=("auto", "imagenet", "cifar")),
+}
+# fmt: on
+
+SECTIONS = sorted({name.split(".")[0] for name in SCHEMA if "." in name})
+
+
+class Config(dict):
+    """Nested dict with attribute access: cfg.model.name == cfg["model"]["name"]."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def get_path(self, dotted: str) -> Any:
+        node: Any = self
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    def to_dict(self) -> dict:
+        return {k: v.to_dict() if isinstance(v, Config) else v for k, v in self.items()}
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, list(SCHEMA), n=3, cutoff=0.5)
+    if not close:
+        section = name.split(".")[0]
+        close = [k for k in SCHEMA if k.startswith(section + ".")][:6]
+    return ", ".join(close) if close else ", ".join(list(SCHEMA)[:6]) + ", ..."
+
+
+def _check_value(name: str, value: Any) -> Any:
+    """Return `value` coerced to the key's type, or raise NVPTError naming the key."""
+    key = SCHEMA[name]
+    if value is None:
+        if key.nullable:
+            return None
+        raise NVPTError(f"config key '{name}' may not be null ({key.help})")
+
+    def bad(expected: str) -> NVPTError:
+        return NVPTError(f"config key '{name}' must be {expected}, got {value!r} ({key.help})")
+
+    def scalar(v: Any, kind: str) -> Any:
+        if kind == "bool":
+            if isinstance(v, bool):
+                return v
+            raise bad("true or false")
+        if kind == "int":
+            if isinstance(v, bool) or not isinstance(v, int):
+                if isinstance(v, float) and v.is_integer():
+                    return int(v)
+                raise bad("an integer")
+            return v
+        if kind == "float":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise bad("a finite number")
+            return float(v)
+        if kind == "str":
+            if not isinstance(v, str):
+                raise bad("a string")
+            return v
+        raise AssertionError(kind)
+
+    if key.kind.endswith("_list"):
+        if not isinstance(value, (list, tuple)):
+            raise bad(f"a list of {key.kind[:-5]}s")
+        out = [scalar(v, key.kind[:-5]) for v in value]
+        items = out
+    else:
+        out = scalar(value, key.kind)
+        items = [out]
+    for item in items:
+        if key.choices is not None and item not in key.choices:
+            raise NVPTError(f"config key '{name}' must be one of {', '.join(key.choices)}; got {item!r}")
+        if key.min is not None and (item < key.min or (key.min_exclusive and item == key.min)):
+            op = ">" if key.min_exclusive else ">="
+            raise NVPTError(f"config key '{name}' must be {op} {key.min}, got {item!r} ({key.help})")
+        if key.max is not None and item > key.max:
+            raise NVPTError(f"config key '{name}' must be <= {key.max}, got {item!r} ({key.help})")
+    return out
+
+
+def _flatten(tree: Any, source: str, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        raise NVPTError(f"{source}: expected a mapping of config keys, got {type(tree).__name__}")
+    flat: dict[str, Any] = {}
+    for k, v in tree.items():
+        name = f"{prefix}{k}"
+        if name in SCHEMA:
+            flat[name] = v
+        elif isinstance(v, dict) and name in SECTIONS:
+            flat.update(_flatten(v, source, name + "."))
+        else:
+            raise NVPTError(f"{source}: unknown config key '{name}'; did you mean: {_suggest(name)}?")
+    return flat
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Flat {key: value} of one file after merging its `_base_` parents."""
+    path = path.resolve()
+    if path in seen:
+        raise NVPTError(f"config {path}: _base_ inheritance loops back to itself")
+    if not path.is_file():
+        raise NVPTError(f"config file not found: {path} (pass a YAML file, e.g. configs/dtd.yaml)")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NVPTError(f"config {path}: not valid safe YAML ({first}); Python object tags are refused") from None
+    if not isinstance(tree, dict):
+        raise NVPTError(f"config {path}: expected a mapping of config keys at the top level")
+    bases = tree.pop("_base_", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise NVPTError(f"config {path}: _base_ must be a path or a list of paths")
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged.update(_read_yaml(path.parent / base, seen + (path,)))
+    merged.update(_flatten(tree, str(path)))
+    return merged
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'train.epochs=10' -> ('train.epochs', 10); the value is parsed as YAML."""
+    if "=" not in text:
+        raise NVPTError(f"override {text!r} must look like key.sub=value (e.g. train.epochs=10)")
+    name, raw = text.split("=", 1)
+    name = name.strip()
+    if name not in SCHEMA:
+        raise NVPTError(f"unknown config key '{name}' in override {text!r}; did you mean: {_suggest(name)}?")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if SCHEMA[name].kind == "str" and value is not None and not isinstance(value, str):
+        value = raw.strip()  # e.g. run_name=123 stays a string
+    return name, value
+
+
+def build_config(flat: dict[str, Any]) -> Config:
+    """Defaults + `flat` values, checked, as a nested Config."""
+    values = {name: key.default for name, key in SCHEMA.items()}
+    for name, value in flat.items():
+        if name not in SCHEMA:
+            raise NVPTError(f"unknown config key '{name}'; did you mean: {_suggest(name)}?")
+        values[name] = value
+    cfg = Config()
+    for name, value in values.items():
+        value = _check_value(name, value)
+        node = cfg
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, Config())
+        node[leaf] = list(value) if isinstance(value, list) else value
+    _check_relations(cfg)
+    return cfg
+
+
+def _check_relations(cfg: Config) -> None:
+    if cfg.spike.init_high < cfg.spike.init_low:
+        raise NVPTError("config keys spike.init_low/init_high: init_high must be >= init_low")
+    if cfg.data.name == "vtab" and not cfg.data.task:
+        raise NVPTError("config key 'data.task' must name the VTAB task folder when data.name=vtab (e.g. data.task=dtd)")
+    if (cfg.data.mean is None) != (cfg.data.std is None):
+        raise NVPTError("config keys data.mean and data.std must be given together (or both null)")
+    if cfg.data.mean is not None and len(cfg.data.mean) != len(cfg.data.std):
+        raise NVPTError("config keys data.mean and data.std must have the same length")
+    if cfg.prompt.length == 0 and cfg.prompt.method == "spike_nvpt":
+        raise NVPTError("config key 'prompt.length' must be >= 1 for prompt.method=spike_nvpt")
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config (with `_base_` parents), apply `key=value` overrides, check everything."""
+    flat = _read_yaml(Path(path)) if path is not None else {}
+    for text in overrides:
+        name, value = parse_override(text)
+        flat[name] = value
+    return build_config(flat)
+
+
+def dump_config(cfg: Config, path: str | Path | None = None) -> str:
+    """YAML text of the fully resolved config (written to `path` when given); load_config reads it back identically."""
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    if path is not None:
+        Path(path).write_text(text)
+    return text
+
+
+def describe_keys() -> str:
+    """Markdown table of every key (used for docs/config.md)."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for name, key in SCHEMA.items():
+        allowed = f" One of: {', '.join(key.choices)}." if key.choices else ""
+        rows.append(f"| `{name}` | `{key.default!r}` | {key.help}.{allowed} |")
+    return "\n".join(rows)

@@ -1,0 +1,100 @@
+"""Datasets: every split yields (image, label) with image a float [C,H,W] tensor in [0,1], unnormalised.
+
+Images stay in [0,1] because noise corruptions are defined on [0,1] images; the
+engine normalises with `DataBundle.mean/std` on the device after corrupting.
+
+    bundle = build_datasets(cfg, img_size=224, in_chans=3, default_mean=(0.5,)*3, default_std=(0.5,)*3)
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from nvpt.errors import NVPTError
+
+# cfg.data.name -> module with `build(cfg, img_size, in_chans) -> Splits`; imported on use
+# so that e.g. the textures demo never imports torchvision's dataset zoo.
+_BUILDERS = {
+    "dtd": "nvpt.data.dtd",
+    "vtab": "nvpt.data.vtab",
+    "image_folder": "nvpt.data.image_folder",
+    "textures": "nvpt.data.textures",
+    "fashion_mnist": "nvpt.data.fashion_mnist",
+}
+
+
+class Splits(NamedTuple):
+    """What one dataset module builds; `build_datasets` adds the normalisation."""
+
+    train: Dataset
+    val: Dataset | None
+    test: Dataset
+    class_names: list[str]
+
+
+@dataclass
+class DataBundle:
+    """Train/val/test datasets plus what the engine needs to normalise and size the head.
+
+    mean/std: cfg.data.mean/std when set, else the backbone's timm pretrained config.
+    Note that timm's ViT weights (e.g. vit_base_patch16_224.orig_in21k) use mean = std = 0.5
+    while the original VPT code normalised with ImageNet statistics; set data.mean/std
+    explicitly to reproduce the latter.
+    """
+
+    train: Dataset
+    val: Dataset | None  # None when the protocol has no validation split
+    test: Dataset
+    num_classes: int
+    class_names: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def build_datasets(cfg, img_size: int, in_chans: int, default_mean, default_std) -> DataBundle:
+    """Build the data set named by cfg.data.name at `img_size` pixels with `in_chans` channels."""
+    name = cfg.data.name
+    if name not in _BUILDERS:
+        raise NVPTError(f"unknown data.name {name!r}; use one of {', '.join(_BUILDERS)}")
+    splits: Splits = importlib.import_module(_BUILDERS[name]).build(cfg, img_size, in_chans)
+    explicit = cfg.data.mean is not None
+    mean = _per_channel(cfg.data.mean if explicit else default_mean, in_chans, "data.mean" if explicit else "default mean")
+    std = _per_channel(cfg.data.std if explicit else default_std, in_chans, "data.std" if explicit else "default std")
+    return DataBundle(splits.train, splits.val, splits.test, len(splits.class_names), list(splits.class_names), mean, std)
+
+
+def _per_channel(values: Sequence[float], in_chans: int, what: str) -> tuple[float, ...]:
+    """One value per channel: a single value is broadcast; RGB statistics are averaged for a 1-channel model."""
+    values = tuple(float(v) for v in values)
+    if len(values) == in_chans:
+        return values
+    if len(values) == 1:
+        return values * in_chans
+    if in_chans == 1 and len(values) == 3:
+        return (sum(values) / 3,)
+    raise NVPTError(
+        f"{what} has {len(values)} values but the model takes {in_chans} channels; give data.mean/data.std with {in_chans} values"
+    )
+
+
+def holdout_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded per-class split of indices into (train, val): about `fraction` of each class goes to val.
+
+    Every class with at least two items keeps at least one in each part; fraction 0 gives no val.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        if fraction <= 0 or len(members) < 2:
+            continue
+        n_val = min(len(members) - 1, max(1, round(len(members) * fraction)))
+        val.extend(members[:n_val].tolist())
+    held = set(val)
+    return [i for i in range(len(labels)) if i not in held], sorted(val)

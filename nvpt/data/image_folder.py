@@ -1,0 +1,101 @@
+"""Image files on disk: a checked loader, a (path, label) list dataset, and the class-folder layout.
+
+Layout: <root>/train/<class>/*, <root>/test/<class>/*, optional <root>/val/<class>/*.
+Without a val folder, val is a seeded data.val_fraction split of train (None when 0).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from nvpt.data import Splits, holdout_split
+from nvpt.data.transforms import build_transform
+from nvpt.errors import NVPTError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode an image fully, turning I/O and format failures into an NVPTError naming the file."""
+    try:
+        with open(path, "rb") as f:
+            image = Image.open(f)
+            image.load()  # decode now, while the file is open, so truncation surfaces here
+    except FileNotFoundError:
+        raise NVPTError(f"image file not found: {path}; restore it or remove it from the data set") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise NVPTError(f"cannot read image {path} ({type(exc).__name__}: {exc}); replace or delete the file") from None
+    return image
+
+
+def check_files_exist(paths: Sequence[Path], list_file: str | Path) -> None:
+    """Fail before training when a list file names an image that is not there."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise NVPTError(f"{list_file} names {path}, which does not exist; restore the image or remove its line")
+
+
+class ImageList(Dataset):
+    """(image, label) pairs from a list of (path, label) samples."""
+
+    def __init__(self, samples: Sequence[tuple[Path, int]], transform: Callable):
+        self.samples = list(samples)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        return self.transform(load_image(path)), label
+
+
+def _scan(split_dir: Path) -> tuple[list[str], list[tuple[Path, str]]]:
+    """Class names (sorted sub-folders) and (file, class) pairs of one split folder."""
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise NVPTError(f"image_folder: {split_dir} has no class sub-folders; expected {split_dir}/<class>/<image>")
+    files = []
+    for name in classes:
+        images = sorted(
+            p for p in (split_dir / name).iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not images:
+            raise NVPTError(f"image_folder: class folder {split_dir / name} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        files.extend((p, name) for p in images)
+    return classes, files
+
+
+def build(cfg, img_size: int, in_chans: int) -> Splits:
+    root = Path(cfg.data.root)
+    found = {}
+    for split in ("train", "val", "test"):
+        split_dir = root / split
+        if split_dir.is_dir():
+            found[split] = _scan(split_dir)
+        elif split != "val":
+            raise NVPTError(
+                f"image_folder: {split_dir} not found; data.root must hold train/<class>/* and test/<class>/* (optional val/<class>/*)"
+            )
+    classes = found["train"][0]
+    for split, (names, _) in found.items():
+        if names != classes:
+            differ = sorted(set(names) ^ set(classes))
+            raise NVPTError(
+                f"image_folder: {root / split} and {root / 'train'} must have the same class folders; they differ in: {', '.join(differ)}"
+            )
+    index = {name: i for i, name in enumerate(classes)}
+    samples = {split: [(p, index[name]) for p, name in files] for split, (_, files) in found.items()}
+
+    train_tf = build_transform(cfg.data.transform, img_size, in_chans, train=True)
+    eval_tf = build_transform(cfg.data.transform, img_size, in_chans, train=False)
+    train_samples, val_samples = samples["train"], samples.get("val")
+    if val_samples is None and cfg.data.val_fraction > 0:
+        keep, held = holdout_split([label for _, label in train_samples], cfg.data.val_fraction, cfg.seed)
+        train_samples, val_samples = [train_samples[i] for i in keep], [train_samples[i] for i in held]
+    val = ImageList(val_samples, eval_tf) if val_samples else None
+    return Splits(ImageList(train_samples, train_tf), val, ImageList(samples["test"], eval_tf), classes)

@@ -1,0 +1,235 @@
+"""One training run, top to bottom: config -> data -> model -> epochs -> robustness evaluation.
+
+The run folder holds the resolved `config.yaml`, `metrics.jsonl` (one JSON line per
+epoch), `checkpoint-last.safetensors` (resumable), `checkpoint-best.safetensors`
+(best validation accuracy, or the last epoch when there is no validation split) and,
+written last, `results.json` / `results.md`. A folder without `results.json` is an
+unfinished run: pass it to `train.resume` to continue it exactly.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import timm
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from nvpt.config import Config, dump_config
+from nvpt.data import DataBundle, build_datasets
+from nvpt.engine.checkpoint import atomic_write_text, load_checkpoint, model_identity, save_checkpoint
+from nvpt.engine.distributed import DistInfo, barrier, cleanup, init_distributed
+from nvpt.engine.loop import Normalize, evaluate, train_one_epoch
+from nvpt.engine.optim import build_optimizer, WarmupCosine
+from nvpt.errors import NVPTError
+from nvpt.models import build_model
+
+LAST, BEST = "checkpoint-last.safetensors", "checkpoint-best.safetensors"
+
+
+class IndexedDataset(Dataset):
+    """(image, label) -> (image, label, index): the index seeds each sample's evaluation noise."""
+
+    def __init__(self, base: Dataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base[index]
+        return image, label, index
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Evaluation shard rank::world without padding, so every sample counts exactly once."""
+
+    def __init__(self, length: int, dist: DistInfo):
+        self.indices = list(range(dist.rank, length, dist.world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(cfg: Config, dist: DistInfo) -> torch.device:
+    want = cfg.train.device
+    if want == "cuda" and not torch.cuda.is_available():
+        raise NVPTError("train.device=cuda but CUDA is not available; use train.device=auto or cpu")
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", dist.local_rank)
+    return torch.device("cpu")
+
+
+def backbone_data_config(cfg: Config) -> tuple[int, int, tuple, tuple]:
+    """Input size, channels and the normalisation of the backbone's timm pretrained config."""
+    try:
+        pcfg = timm.models.get_pretrained_cfg(cfg.model.name) or timm.models.get_pretrained_cfg(cfg.model.name.split(".")[0])
+    except Exception:
+        pcfg = None
+    input_size = getattr(pcfg, "input_size", None) or (3, 224, 224)
+    img_size = cfg.model.img_size or input_size[-1]
+    in_chans = cfg.model.in_chans or 3
+    mean = tuple(getattr(pcfg, "mean", None) or (0.485, 0.456, 0.406))
+    std = tuple(getattr(pcfg, "std", None) or (0.229, 0.224, 0.225))
+    return img_size, in_chans, mean, std
+
+
+def prepare_data(cfg: Config) -> tuple[DataBundle, int]:
+    """Datasets, and num_classes resolved from them when the config leaves it null."""
+    img_size, in_chans, mean, std = backbone_data_config(cfg)
+    bundle = build_datasets(cfg, img_size, in_chans, mean, std)
+    if cfg.model.num_classes is None:
+        cfg.model["num_classes"] = bundle.num_classes
+    elif cfg.model.num_classes < bundle.num_classes:
+        raise NVPTError(f"model.num_classes={cfg.model.num_classes} but the dataset has {bundle.num_classes} classes; "
+                        "set model.num_classes=null to take it from the dataset")
+    return bundle, img_size
+
+
+def make_loader(dataset: Dataset, batch_size: int, cfg: Config, dist: DistInfo, train: bool, device: torch.device):
+    if train:
+        sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
+    else:
+        dataset, sampler = IndexedDataset(dataset), ShardSampler(len(dataset), dist)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+                      pin_memory=device.type == "cuda", drop_last=False,
+                      persistent_workers=cfg.data.num_workers > 0)
+
+
+def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
+    stem = Path(config_path).stem if config_path else "run"
+    return Path(cfg.output_dir) / (cfg.run_name or f"{stem}-{cfg.prompt.method}-s{cfg.seed}")
+
+
+def resume_source(resume: str) -> tuple[Path, Path]:
+    """train.resume may name a run folder or a checkpoint file -> (run_dir, checkpoint)."""
+    path = Path(resume)
+    ckpt = path / LAST if path.is_dir() else path
+    if not ckpt.is_file():
+        raise NVPTError(f"train.resume={resume}: no checkpoint at {ckpt} (pass a run folder holding {LAST})")
+    return ckpt.parent, ckpt
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict
+    history: list[dict]
+
+
+def run_training(cfg: Config, config_path: str | Path | None = None, log: Callable[[str], None] = print,
+                 show_progress: bool = True) -> RunResult:
+    """Train per cfg, evaluate the best checkpoint clean and under noise, write the run folder."""
+    from nvpt.robustness.evaluate import evaluate_robustness, robustness_sets
+    from nvpt.robustness.report import markdown_table, write_json
+
+    robustness_sets(cfg.eval)  # a bad corruption name fails now, not after training
+    dist = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
+    try:
+        device = resolve_device(cfg, dist)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        say = log if dist.is_main else (lambda _msg: None)
+
+        # data and model first: bad input fails before a run folder exists
+        seed_everything(cfg.seed)
+        bundle, img_size = prepare_data(cfg)
+        seed_everything(cfg.seed)  # identical init on every rank and in every rerun
+        model = build_model(cfg).to(device)
+        identity = model_identity(model, cfg)
+        normalize = Normalize(bundle.mean, bundle.std).to(device)
+        if cfg.data.batch_size % dist.world_size:
+            raise NVPTError(f"data.batch_size={cfg.data.batch_size} must divide by the {dist.world_size} torchrun processes")
+        per_rank_batch = cfg.data.batch_size // dist.world_size
+        train_loader = make_loader(bundle.train, per_rank_batch, cfg, dist, True, device)
+        val_loader = make_loader(bundle.val, cfg.data.eval_batch_size, cfg, dist, False, device) if bundle.val else None
+        test_loader = make_loader(bundle.test, cfg.data.eval_batch_size, cfg, dist, False, device)
+
+        steps = len(train_loader) if cfg.train.max_steps_per_epoch is None else min(len(train_loader), cfg.train.max_steps_per_epoch)
+        optimizer = build_optimizer(model, cfg.train, cfg.data.batch_size)
+        scheduler = WarmupCosine(optimizer, steps * cfg.train.epochs, steps * cfg.train.warmup_epochs, cfg.train.min_lr)
+        amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.train.amp_dtype]
+        use_amp = cfg.train.amp and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+        train_model = model
+        if dist.enabled:
+            train_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+
+        start_epoch, history, best = 0, [], {"acc": -1.0, "epoch": -1}
+        if cfg.train.resume:
+            run_dir, ckpt = resume_source(cfg.train.resume)
+            meta = load_checkpoint(ckpt, model, identity, optimizer, scheduler, scaler)
+            start_epoch, history, best = meta["epoch"] + 1, meta["history"], meta["best"]
+            say(f"resumed {ckpt} at epoch {start_epoch}")
+        else:
+            run_dir = default_run_dir(cfg, config_path)
+            if dist.is_main and run_dir.exists() and any(run_dir.iterdir()):
+                raise NVPTError(f"run folder {run_dir} already exists; pass train.resume={run_dir} to continue it "
+                                "or run_name=<new name> for a new run")
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            dump_config(cfg, run_dir / "config.yaml")
+        say(f"run folder {run_dir}: {cfg.prompt.method} on {cfg.data.name} ({len(bundle.train)} train images, "
+            f"{bundle.num_classes} classes), {sum(p.numel() for p in model.parameters() if p.requires_grad):,} "
+            f"trainable parameters, device {device}")
+
+        for epoch in range(start_epoch, cfg.train.epochs):
+            train_loader.sampler.set_epoch(epoch)
+            line = {"epoch": epoch}
+            line.update(train_one_epoch(train_model, train_loader, optimizer, scheduler, normalize, device, epoch,
+                                        cfg.train, scaler, amp_dtype, cfg.spike.rate_penalty, show_progress))
+            if val_loader is not None:
+                val = evaluate(model, val_loader, normalize, device, amp=use_amp, amp_dtype=amp_dtype)
+                line.update(val_acc=val["acc"], val_loss=val["loss"])
+            score = line.get("val_acc", float(epoch))  # no validation split: the last epoch is the best
+            improved = score > best["acc"]
+            if improved:
+                best = {"acc": score, "epoch": epoch}
+            line["best_epoch"] = best["epoch"]
+            history.append(line)
+            if dist.is_main:
+                if improved:
+                    save_checkpoint(run_dir / BEST, model, identity, epoch=epoch, best=best)
+                last_epoch = epoch == cfg.train.epochs - 1
+                if (epoch + 1) % cfg.train.save_every == 0 or last_epoch:
+                    save_checkpoint(run_dir / LAST, model, identity, optimizer, scheduler, scaler,
+                                    epoch=epoch, best=best, history=history)
+                atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+            say(json.dumps(line))
+            barrier()
+
+        # final: best weights, deployed, clean and under noise
+        from nvpt.engine.checkpoint import read_checkpoint, load_model_state
+
+        tensors, _ = read_checkpoint(run_dir / BEST)
+        load_model_state(model, tensors, run_dir / BEST)
+        model.deploy()
+        start = time.time()
+        summary = evaluate_robustness(model, test_loader, normalize, device, cfg.eval, img_size, amp=use_amp,
+                                      amp_dtype=amp_dtype, show_progress=show_progress)
+        summary.update(method=cfg.prompt.method, seed=cfg.seed, best_epoch=best["epoch"],
+                       best_val_acc=best["acc"] if val_loader is not None else None,
+                       eval_time_s=round(time.time() - start, 2))
+        if dist.is_main:
+            (run_dir / "results.md").write_text(markdown_table(summary) + "\n")
+            write_json(summary, run_dir / "results.json")  # last: marks the run complete
+        say(markdown_table(summary))
+        return RunResult(run_dir, summary, history)
+    finally:
+        cleanup()

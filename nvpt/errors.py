@@ -1,0 +1,9 @@
+"""One exception type for mistakes a user can fix.
+
+Entry points catch `NVPTError` and print its message on one line (exit code 2);
+anything else is a bug and keeps its traceback.
+"""
+
+
+class NVPTError(Exception):
+    """A user-facing error: the message says what is wrong and how to fix it."""

@@ -1,0 +1,114 @@
+"""The frozen backbone: any timm VisionTransformer, with weights from the hub, a local file, or none."""
+from __future__ import annotations
+
+import difflib
+import logging
+from pathlib import Path
+
+import timm
+import torch
+import yaml
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+from nvpt.errors import NVPTError
+
+log = logging.getLogger("nvpt")
+
+
+def _check_model_name(name: str) -> None:
+    arch = name.split(".")[0]
+    if timm.is_model(name) or timm.is_model(arch):
+        return
+    close = difflib.get_close_matches(arch, timm.list_models("vit_*"), n=3, cutoff=0.6)
+    hint = f"; did you mean: {', '.join(close)}?" if close else " (see timm.list_models('vit_*'))"
+    raise NVPTError(f"unknown timm model '{name}' in model.name{hint}")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a .safetensors/.pth/.bin/.pt file, without ever unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise NVPTError(f"weights file not found: {path} (check model.pretrained_file)")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated file, pickle with code, wrong format
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NVPTError(f"cannot read weights file {path}: {first[:300]} (only plain tensor files are accepted)") from None
+    for wrapper in ("model", "state_dict", "module"):  # common training-checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise NVPTError(f"weights file {path} does not hold a flat mapping of tensor names to tensors")
+    return state
+
+
+def load_backbone_file(model: VisionTransformer, path: str | Path) -> None:
+    """Load a local backbone checkpoint; the classifier is kept only when its shape fits.
+
+    timm's own ViT filter converts original/JAX key names and resamples the position
+    embedding when the image size differs. Anything else that does not fit is an error
+    that lists the mismatched keys.
+    """
+    state = checkpoint_filter_fn(read_state_dict(path), model)
+    own = model.state_dict()
+    head_keys = {f"head.{n}" for n, _ in model.get_classifier().named_parameters()}
+    state = {k: v for k, v in state.items() if not (k in head_keys and own.get(k) is not None and own[k].shape != v.shape)}
+    wrong_shape = [f"{k} {tuple(v.shape)}!={tuple(own[k].shape)}" for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = sorted(set(own) - set(state) - head_keys)
+    unexpected = sorted(set(state) - set(own))
+    if wrong_shape or missing or unexpected:
+        parts = []
+        for label, keys in (("wrong shape", wrong_shape), ("missing", missing), ("unexpected", unexpected)):
+            if keys:
+                more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
+                parts.append(f"{label}: {', '.join(keys[:5])}{more}")
+        raise NVPTError(f"weights file {path} does not fit {type(model).__name__} '{model.pretrained_cfg.get('architecture')}': " + "; ".join(parts))
+    model.load_state_dict(state, strict=False)
+    log.info("loaded backbone weights from %s", path)
+
+
+def create_backbone(cfg) -> VisionTransformer:
+    """timm ViT per cfg.model; num_classes must already be resolved (an int)."""
+    m = cfg.model
+    _check_model_name(m.name)
+    kwargs = {"num_classes": m.num_classes}
+    if m.img_size is not None:
+        kwargs["img_size"] = m.img_size
+    if m.in_chans is not None:
+        kwargs["in_chans"] = m.in_chans
+    if m.kwargs:
+        extra = yaml.safe_load(m.kwargs)
+        if not isinstance(extra, dict):
+            raise NVPTError(f"config key 'model.kwargs' must be a YAML mapping such as '{{embed_dim: 192}}', got {m.kwargs!r}")
+        kwargs.update(extra)
+    use_hub = m.pretrained and not m.pretrained_file
+    try:
+        model = timm.create_model(m.name, pretrained=use_hub, **kwargs)
+    except NVPTError:
+        raise
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise NVPTError(f"timm cannot build '{m.name}' with {kwargs}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except Exception as exc:
+        if not use_hub:
+            raise
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise NVPTError(
+            f"could not fetch pretrained weights for '{m.name}' from the hub ({reason}); on a machine without "
+            "internet pass model.pretrained_file=/path/to/weights.safetensors (or model.pretrained=false for random init)"
+        ) from None
+    if not isinstance(model, VisionTransformer):
+        raise NVPTError(f"model.name '{m.name}' is a {type(model).__name__}, not a timm VisionTransformer; pick a vit_* model")
+    if m.pretrained_file:
+        load_backbone_file(model, m.pretrained_file)
+    return model
+
+
+def vpt_init_bound(model: VisionTransformer) -> float:
+    """VPT's prompt init bound sqrt(6 / (3*ph*pw + D)) (Xavier uniform over a patch projection)."""
+    ph, pw = model.patch_embed.patch_size
+    return (6.0 / (3 * ph * pw + model.embed_dim)) ** 0.5

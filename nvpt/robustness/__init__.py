@@ -1,0 +1,32 @@
+"""Robustness evaluation: seeded noise corruptions and the tables built from their accuracies."""
+from nvpt.robustness.corruptions import (
+    GAUSSIAN,
+    SEVERITIES,
+    SEVERITY_TABLES,
+    TABLES,
+    check_set,
+    corrupt,
+    corruption_grid,
+    corruption_param,
+    resolve_table,
+)
+from nvpt.robustness.report import (
+    CSV_COLUMNS,
+    aggregate_seeds,
+    markdown_table,
+    paired_gain,
+    parse_set_key,
+    set_key,
+    side_by_side_markdown,
+    summarize,
+    t_critical_95,
+    write_csv,
+    write_json,
+)
+
+__all__ = [
+    "GAUSSIAN", "SEVERITIES", "SEVERITY_TABLES", "TABLES", "check_set", "corrupt", "corruption_grid",
+    "corruption_param", "resolve_table",
+    "CSV_COLUMNS", "aggregate_seeds", "markdown_table", "paired_gain", "parse_set_key", "set_key",
+    "side_by_side_markdown", "summarize", "t_critical_95", "write_csv", "write_json",
+]

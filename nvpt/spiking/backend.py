@@ -1,0 +1,92 @@
+"""The one place that picks the SpikingJelly backend and builds IF neurons.
+
+`auto` takes the multi-step CuPy kernel when the prompt tensor is on CUDA and cupy
+imports, the pure-torch backend otherwise. SpikingJelly 2.x dropped the `backend`
+argument; `make_if_node` adapts so the same code runs on either major version.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+
+import torch
+
+from nvpt.errors import NVPTError
+
+log = logging.getLogger("nvpt")
+
+
+@functools.lru_cache(maxsize=None)
+def cupy_available() -> bool:
+    try:
+        import cupy  # noqa: F401
+    except Exception:  # ImportError, or a CUDA/driver mismatch raised at import
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _if_node_class():
+    try:
+        from spikingjelly.activation_based.neuron import IFNode
+    except ImportError as exc:
+        raise NVPTError(
+            f"spike_nvpt training needs SpikingJelly ({exc}); install it with `pip install spikingjelly==0.0.0.0.14` "
+            "(a deployed model does not need it)"
+        ) from None
+    return IFNode
+
+
+def has_backend_argument() -> bool:
+    """True on SpikingJelly 0.0.0.0.x (torch/cupy backends), False on 2.x."""
+    return "backend" in inspect.signature(_if_node_class().__init__).parameters
+
+
+@functools.lru_cache(maxsize=None)
+def _log_once(message: str) -> None:
+    log.info(message)
+
+
+def resolve_backend(requested: str, device: torch.device) -> str:
+    """'auto' | 'cupy' | 'torch' -> the backend actually used on `device` (logged once)."""
+    if requested not in ("auto", "cupy", "torch"):
+        raise NVPTError(f"spike.backend must be one of auto, cupy, torch; got {requested!r}")
+    cupy_ok = device.type == "cuda" and cupy_available() and has_backend_argument()
+    if requested == "cupy" and not cupy_ok:
+        why = (
+            "the prompts are not on CUDA" if device.type != "cuda"
+            else "cupy does not import (pip install cupy-cuda12x or cupy-cuda13x to match your CUDA)" if not cupy_available()
+            else "this SpikingJelly has no CuPy backend (use spikingjelly==0.0.0.0.14)"
+        )
+        raise NVPTError(f"spike.backend=cupy requested but {why}; use spike.backend=auto or torch")
+    chosen = "cupy" if (requested in ("auto", "cupy") and cupy_ok) else "torch"
+    _log_once(f"Signal Filtering Layer backend: {chosen} (requested {requested}, device {device.type})")
+    return chosen
+
+
+def make_surrogate(name: str, alpha: float):
+    from spikingjelly.activation_based import surrogate
+
+    return {"atan": surrogate.ATan, "sigmoid": surrogate.Sigmoid}[name](alpha=alpha)
+
+
+def make_if_node(v_threshold: float, hard_reset: bool, surrogate_name: str, alpha: float):
+    """A multi-step IFNode that keeps its membrane potential sequence (for plots)."""
+    kwargs = dict(
+        v_threshold=v_threshold,
+        v_reset=0.0 if hard_reset else None,  # None = soft reset: subtract the threshold
+        surrogate_function=make_surrogate(surrogate_name, alpha),
+        detach_reset=False,
+        step_mode="m",
+        store_v_seq=True,
+    )
+    if has_backend_argument():
+        kwargs["backend"] = "torch"  # switched per device by SignalFilteringLayer
+    params = inspect.signature(_if_node_class().__init__).parameters
+    return _if_node_class()(**{k: v for k, v in kwargs.items() if k in params})
+
+
+def set_node_backend(node, backend: str) -> None:
+    if has_backend_argument():
+        node.backend = backend

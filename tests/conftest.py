@@ -1,0 +1,27 @@
+"""Shared test setup: one torch thread, no network, tiny timm ViTs."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+from nvpt.config import load_config  # noqa: E402
+
+# A 3-block, 32-px ViT: fast on one core, every code path of the real ViT-B/16.
+TINY = ["model.name=vit_tiny_patch16_224", "model.pretrained=false", "model.img_size=32",
+        "model.kwargs={patch_size: 8, depth: 3, embed_dim: 48, num_heads: 3}", "model.num_classes=5",
+        "prompt.length=4"]
+
+
+def tiny_cfg(*overrides: str):
+    return load_config(None, TINY + list(overrides))
+
+
+@pytest.fixture
+def make_cfg():
+    return tiny_cfg

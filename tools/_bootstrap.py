@@ -1,0 +1,7 @@
+"""Lets `python tools/X.py` import the package from a plain checkout (no install needed)."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
