@@ -25,7 +25,14 @@ def run_main(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | 
     """Call main(argv); an NVPTError (or any error without --debug) becomes one line on stderr."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("NVPT_DEBUG") == "1"
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # our own INFO messages only: SpikingJelly logs missing optional backends to the root logger
+    log = logging.getLogger("nvpt")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
     try:
         return int(main(argv) or 0)
     except NVPTError as exc:

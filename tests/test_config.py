@@ -101,3 +101,10 @@ def test_describe_keys_lists_every_key():
     table = describe_keys()
     assert all(f"`{name}`" in table for name in SCHEMA)
     assert yaml.safe_load(dump_config(load_config()))["spike"]["time_steps"] == 4
+
+
+def test_docs_config_table_is_current():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    assert describe_keys() in doc, "docs/config.md is stale: regenerate it with describe_keys()"

@@ -95,7 +95,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scheduler, normalize: N
                "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": round(time.time() - start, 2)}
     rate = getattr(unwrap(model).prompts, "last_rate", None) if getattr(unwrap(model), "prompts", None) is not None else None
     if rate is not None:
-        metrics["firing_rate"] = float(rate)
+        metrics["firing_rate"] = float(rate.detach())
     return metrics
 
 

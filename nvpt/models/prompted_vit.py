@@ -32,7 +32,9 @@ class PromptedViT(nn.Module):
         self.num_prefix_tokens = backbone.num_prefix_tokens
         self.num_classes = backbone.num_classes
         self.deployed = False
-        self._tokens: torch.Tensor | None = None  # [L, P, D] during a forward pass
+        # [L, P, D] during a forward pass. Kept in a plain dict: assigning a Parameter (VPT's
+        # tokens) to a Module attribute would register it as a second parameter.
+        self._active: dict[str, torch.Tensor | None] = {"tokens": None}
         self._freeze()
         if prompts is not None:
             self._install_hooks()
@@ -61,12 +63,17 @@ class PromptedViT(nn.Module):
             blocks[i].register_forward_pre_hook(self._make_replace_hook(i))
         blocks[-1].register_forward_hook(self._remove_hook)
 
+    def _prompting(self) -> bool:
+        """True inside this model's forward with at least one prompt token (hooks are no-ops otherwise)."""
+        tokens = self._active["tokens"]
+        return tokens is not None and tokens.shape[1] > 0
+
     def _batch_prompts(self, layer: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
-        tokens = self._tokens[layer].to(dtype).unsqueeze(0).expand(batch, -1, -1)  # [B, P, D]
+        tokens = self._active["tokens"][layer].to(dtype).unsqueeze(0).expand(batch, -1, -1)  # [B, P, D]
         return self.prompt_dropout(tokens)  # a fresh mask per sample (VPT)
 
     def _insert_hook(self, module, args):
-        if self._tokens is None or self._tokens.shape[1] == 0:
+        if not self._prompting():
             return None
         x = args[0]
         n = self.num_prefix_tokens
@@ -75,28 +82,28 @@ class PromptedViT(nn.Module):
 
     def _make_replace_hook(self, layer: int):
         def hook(module, args):
-            if self._tokens is None or self._tokens.shape[1] == 0:
+            if not self._prompting():
                 return None
             x = args[0]
-            n, p = self.num_prefix_tokens, self._tokens.shape[1]
+            n, p = self.num_prefix_tokens, self._active["tokens"].shape[1]
             prompts = self._batch_prompts(layer, x.shape[0], x.dtype)
             return (torch.cat([x[:, :n], prompts, x[:, n + p:]], dim=1),) + tuple(args[1:])
 
         return hook
 
     def _remove_hook(self, module, args, output):
-        if self._tokens is None or self._tokens.shape[1] == 0:
+        if not self._prompting():
             return None
-        n, p = self.num_prefix_tokens, self._tokens.shape[1]
+        n, p = self.num_prefix_tokens, self._active["tokens"].shape[1]
         return torch.cat([output[:, :n], output[:, n + p:]], dim=1)  # [B, n_prefix + N, D]
 
     @contextmanager
     def _prompts_active(self):
-        self._tokens = self.prompts() if self.prompts is not None else None  # once per forward pass
+        self._active["tokens"] = self.prompts() if self.prompts is not None else None  # once per forward pass
         try:
             yield
         finally:
-            self._tokens = None
+            self._active["tokens"] = None
 
     # -- timm model contract ----------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

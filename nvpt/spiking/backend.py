@@ -6,9 +6,11 @@ argument; `make_if_node` adapts so the same code runs on either major version.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
+import warnings
 
 import torch
 
@@ -26,10 +28,19 @@ def cupy_available() -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _quiet_import():
+    """torch warns about SpikingJelly's use of torch.jit.script at import: not actionable for users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        yield
+
+
 @functools.lru_cache(maxsize=None)
 def _if_node_class():
     try:
-        from spikingjelly.activation_based.neuron import IFNode
+        with _quiet_import():
+            from spikingjelly.activation_based.neuron import IFNode
     except ImportError as exc:
         raise NVPTError(
             f"spike_nvpt training needs SpikingJelly ({exc}); install it with `pip install spikingjelly==0.0.0.0.14` "
@@ -66,7 +77,8 @@ def resolve_backend(requested: str, device: torch.device) -> str:
 
 
 def make_surrogate(name: str, alpha: float):
-    from spikingjelly.activation_based import surrogate
+    with _quiet_import():
+        from spikingjelly.activation_based import surrogate
 
     return {"atan": surrogate.ATan, "sigmoid": surrogate.Sigmoid}[name](alpha=alpha)
 

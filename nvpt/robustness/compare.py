@@ -1,0 +1,210 @@
+"""Compare methods over training seeds: pure functions on results.json dicts (no training, no model).
+
+    runs = {"spike_nvpt": [res_s0, res_s1, res_s2], "vpt_deep": [res_s0, res_s1, res_s2]}
+    comp = compare_runs(runs, reference="vpt_deep")
+    print(comparison_markdown(comp)); plot_comparison(comp, "out/comparison")  # .png + .pdf
+
+Each result is a `summarize()` output with a "seed" (as tools/train.py writes results.json).
+Per evaluation set (clean, every corrupted set, mean corrupted) a method gets
+`aggregate_seeds` over its seeds, and every other method the `paired_gain` over the
+reference, paired by seed.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from nvpt.config import CORRUPTIONS
+from nvpt.errors import NVPTError
+from nvpt.robustness.corruptions import GAUSSIAN
+from nvpt.robustness.report import aggregate_seeds, paired_gain, parse_set_key
+
+CLEAN, MEAN = "clean", "mean_corrupted"
+_FAMILIES = CORRUPTIONS + (GAUSSIAN,)
+
+
+def _set_order(key: str) -> tuple:
+    name, severity, sigma = parse_set_key(key)
+    return _FAMILIES.index(name), severity if sigma is None else sigma
+
+
+def set_accuracies(result: dict, who: str = "result") -> dict[str, float]:
+    """{"clean", <set key> in table order..., "mean_corrupted" (when there are sets)} -> accuracy (%)."""
+    if not isinstance(result, dict) or not {"clean", "sets", "mean_corrupted"} <= result.keys():
+        raise NVPTError(f"{who} is not a results.json summary (needs clean, sets, mean_corrupted)")
+    out = {CLEAN: result["clean"]}
+    for key in sorted(result["sets"], key=_set_order):
+        out[key] = result["sets"][key]["accuracy"]
+    if result["sets"]:
+        out[MEAN] = result["mean_corrupted"]
+    return out
+
+
+def compare_runs(results: dict[str, list[dict]], reference: str = "vpt_deep") -> dict:
+    """Aggregate each method's results over seeds and pair them with the reference method's.
+
+    results: method -> list of results.json dicts, one per seed ("seed" field; list position
+    when absent). Every method needs the same seeds and every result the same evaluation sets.
+    Returns a JSON-ready dict:
+      methods, reference, seeds, sets      (sets: "clean", set keys, "mean_corrupted")
+      accuracy[method][set]   aggregate_seeds(...) + "values" (per seed, in `seeds` order)
+      gain[method][set]       paired_gain(method, reference) + "values"; reference not included
+    """
+    if not results:
+        raise NVPTError("compare_runs needs the results of at least one method")
+    if reference not in results:
+        raise NVPTError(f"reference method {reference!r} has no results; methods: {', '.join(results)}")
+    by_seed: dict[str, dict[int, dict[str, float]]] = {}
+    for method, runs in results.items():
+        if not runs:
+            raise NVPTError(f"method {method!r} has no results")
+        seeds: dict[int, dict[str, float]] = {}
+        for i, run in enumerate(runs):
+            seed = run.get("seed", i) if isinstance(run, dict) else i
+            if seed in seeds:
+                raise NVPTError(f"method {method!r} has two results for seed {seed}")
+            seeds[seed] = set_accuracies(run, f"result {i} of {method!r}")
+        by_seed[method] = seeds
+
+    seeds = sorted(by_seed[reference])
+    sets = list(next(iter(by_seed[reference].values())))
+    for method, runs in by_seed.items():
+        if sorted(runs) != seeds:
+            raise NVPTError(f"methods need the same seeds to be paired: {method!r} has {sorted(runs)}, "
+                            f"{reference!r} has {seeds}")
+        for seed, accs in runs.items():
+            if list(accs) != sets:
+                extra = sorted(set(accs) ^ set(sets))[:4]
+                raise NVPTError(f"{method!r} seed {seed} was evaluated on other sets than {reference!r} "
+                                f"(differ: {', '.join(extra) or 'order'}); evaluate all runs with the same eval.* config")
+
+    def column(method: str, key: str) -> list[float]:
+        return [by_seed[method][s][key] for s in seeds]
+
+    accuracy = {m: {k: {**aggregate_seeds(column(m, k)), "values": column(m, k)} for k in sets} for m in results}
+    gain = {}
+    for m in results:
+        if m != reference:
+            gain[m] = {}
+            for k in sets:
+                diffs = [a - b for a, b in zip(column(m, k), column(reference, k))]
+                gain[m][k] = {**paired_gain(column(m, k), column(reference, k)), "values": diffs}
+    return {"methods": list(results), "reference": reference, "seeds": seeds, "sets": sets,
+            "accuracy": accuracy, "gain": gain}
+
+
+# ----------------------------------------------------------------------------- table
+
+def _label(key: str) -> str:
+    return "mean corrupted (mCA)" if key == MEAN else key
+
+
+def _cell(stat: dict, signed: bool = False) -> str:
+    """"80.12 ± 0.53 [79.46, 80.78]"; only the mean with one seed."""
+    f = "+.2f" if signed else ".2f"
+    text = format(stat["mean"], f)
+    if stat["std"] is not None:
+        text += f" ± {stat['std']:.2f} [{stat['ci95_low']:{f}}, {stat['ci95_high']:{f}}]"
+    return text
+
+
+def _excludes_zero(stat: dict) -> bool:
+    return stat["ci95_low"] is not None and (stat["ci95_low"] > 0 or stat["ci95_high"] < 0)
+
+
+def comparison_markdown(comp: dict) -> str:
+    """Two markdown tables: accuracy per method, then the gain over the reference.
+
+    Cells: mean ± sample std [95% Student-t CI] over the seeds; a gain whose CI excludes 0 is bold."""
+    n, ref, methods = len(comp["seeds"]), comp["reference"], comp["methods"]
+    seeds = ", ".join(map(str, comp["seeds"]))
+    caption = (f"Top-1 accuracy (%): mean ± std [95% CI] over {n} seeds ({seeds})" if n > 1
+               else f"Top-1 accuracy (%) of seed {seeds} (one seed: no std or CI)")
+    lines = [caption, "",
+             "| set | " + " | ".join(methods) + " |", "|---" + "|---:" * len(methods) + "|"]
+    for key in comp["sets"]:
+        lines.append(f"| {_label(key)} | " + " | ".join(_cell(comp["accuracy"][m][key]) for m in methods) + " |")
+    others = [m for m in methods if m != ref]
+    if others:
+        lines += ["", f"Gain over {ref} (accuracy points), paired by seed; **bold**: the 95% CI excludes 0", "",
+                  "| set | " + " | ".join(f"{m} − {ref}" for m in others) + " |", "|---" + "|---:" * len(others) + "|"]
+        for key in comp["sets"]:
+            cells = []
+            for m in others:
+                stat = comp["gain"][m][key]
+                cells.append(f"**{_cell(stat, True)}**" if _excludes_zero(stat) else _cell(stat, True))
+            lines.append(f"| {_label(key)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- plot
+
+def noise_curves(comp: dict) -> dict[str, dict]:
+    """Per corruption family: x levels (0 = clean, then severities or sigmas) and, per method,
+    the mean / CI bounds at each level. {family: {"x": [...], "methods": {m: {"mean", "low", "high"}}}}"""
+    families: dict[str, list[tuple[float, str]]] = {}
+    for key in comp["sets"]:
+        if key not in (CLEAN, MEAN):
+            name, severity, sigma = parse_set_key(key)
+            families.setdefault(name, []).append((severity if sigma is None else sigma, key))
+    curves = {}
+    for name, levels in families.items():
+        keys = [CLEAN] + [k for _, k in sorted(levels)]
+        per_method = {}
+        for m in comp["methods"]:
+            stats = [comp["accuracy"][m][k] for k in keys]
+            per_method[m] = {"mean": [s["mean"] for s in stats],
+                             "low": [s["ci95_low"] if s["ci95_low"] is not None else math.nan for s in stats],
+                             "high": [s["ci95_high"] if s["ci95_high"] is not None else math.nan for s in stats]}
+        curves[name] = {"x": [0.0] + [float(level) for level, _ in sorted(levels)], "methods": per_method}
+    return curves
+
+
+def plot_comparison(comp: dict, path: str | os.PathLike) -> list[Path]:
+    """Accuracy vs noise level, one panel per corruption, one line per method with its 95% CI
+    band (drawn within 0..100); writes <path>.png and <path>.pdf (atomically) and returns both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works without a display
+    import matplotlib.pyplot as plt
+
+    curves = noise_curves(comp)
+    if not curves:  # clean only: a single point per method
+        curves = {CLEAN: {"x": [0.0], "methods": {m: {"mean": [comp["accuracy"][m][CLEAN]["mean"]],
+                                                       "low": [math.nan], "high": [math.nan]}
+                                                   for m in comp["methods"]}}}
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
+    for ax, (name, curve) in zip(axes[0], curves.items()):
+        for m, line in curve["methods"].items():
+            style = "--" if m == comp["reference"] else "-"
+            (drawn,) = ax.plot(curve["x"], line["mean"], style, marker="o", label=m)
+            # a t-interval can pass 0 or 100 with few seeds; the band shows only what accuracy can be
+            low = [max(v, 0.0) for v in line["low"]]
+            high = [min(v, 100.0) for v in line["high"]]
+            ax.fill_between(curve["x"], low, high, color=drawn.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(name)
+        ax.set_xlabel("sigma (0 = clean)" if name == GAUSSIAN else "severity (0 = clean)")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+    n = len(comp["seeds"])
+    axes[0][0].legend(title=f"mean, 95% CI ({n} seed{'s' * (n != 1)})", fontsize="small")
+    fig.tight_layout()
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    try:
+        for fmt in ("png", "pdf"):
+            target = base.with_name(f"{base.name}.{fmt}")
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            os.close(fd)
+            try:
+                fig.savefig(tmp, format=fmt, dpi=150)
+                os.replace(tmp, target)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            written.append(target)
+    finally:
+        plt.close(fig)
+    return written

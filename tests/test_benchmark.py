@@ -1,0 +1,94 @@
+"""tools/benchmark.py end to end on the tiny ViT: every field of the JSON, no timing assertions."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_cfg
+from nvpt.config import dump_config
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+TIMES = {"median", "min", "max", "q1", "q3"}
+
+
+def bench(tmp_path, *args):
+    return subprocess.run([sys.executable, str(ROOT / "tools/benchmark.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path)
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    dump_config(tiny_cfg("prompt.method=vpt_deep", "data.batch_size=3"), tmp / "tiny.yaml")  # the tool sets the methods
+    proc = bench(tmp, tmp / "tiny.yaml", "spike.noise_std=0.2", "--warmup", 1, "--repeats", 2, "--sfl-batches", 4, 1, 2,
+                 "--time-steps", 2, 4, "--min-repeat-s", 0, "--device", "cpu", "--threads", 1, "--out", tmp / "b.json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((tmp / "b.json").read_text()), proc.stdout
+
+
+def test_json_has_every_measurement(result):
+    data, _ = result
+    assert data["batch_size"] == 3 and data["repeats"] == 2 and data["device"] == "cpu" and data["threads"] == 1
+    assert data["overrides"] == ["spike.noise_std=0.2"] and data["weights"] == "random"
+    m = data["model"]
+    assert (m["prompt_layers"], m["prompt_length"], m["embed_dim"], m["depth"]) == (3, 4, 48, 3)
+    assert (m["tokens_without_prompts"], m["tokens_with_prompts"]) == (1 + 16, 1 + 16 + 4)
+    assert set(data["inference"]) == {"backbone", "vpt_deep", "spike_nvpt_eval", "spike_nvpt_deployed",
+                                      "blocks_tokens_plain", "blocks_tokens_prompted"}
+    assert set(data["training"]) == {"vpt_deep", "spike_nvpt_T2", "spike_nvpt_T4"}
+    for row in list(data["inference"].values()) + list(data["training"].values()):
+        assert positive(row["images_per_s"]) and set(row["time_ms"]) == TIMES
+        assert all(positive(v) for v in row["time_ms"].values()) and positive(row["cpu_time_ms"])
+        assert row["time_ms"]["min"] <= row["time_ms"]["median"] <= row["time_ms"]["max"]
+        assert math.isfinite(row["memory"]["delta_mb"]) and row["memory"]["delta_mb"] >= 0 and row["memory"]["how"]
+
+
+def test_ratios_and_targets(result):
+    data, stdout = result
+    checks = {c["name"]: c for c in data["checks"]}
+    assert set(checks) == {"deployed_vs_vpt_inference", "deployed_vs_backbone_inference", "train_step_T2",
+                           "train_step_T4", "sfl_batch_growth"}
+    assert checks["deployed_vs_vpt_inference"]["target"] == 1.01
+    assert checks["deployed_vs_backbone_inference"]["target"] == pytest.approx(21 / 17 * 1.03)
+    assert checks["train_step_T4"]["target"] == 1.05 and checks["sfl_batch_growth"]["target"] == 1.1
+    for c in checks.values():
+        assert positive(c["ratio"]) and c["ratio"] == c["spread"]["median"]
+        assert all(positive(c["spread"][k]) for k in TIMES | {"cpu_time_median"})
+        assert c["pass"] == (c["ratio"] <= c["target"])
+        assert f"{'PASS' if c['pass'] else 'FAIL'} {c['what']}: {c['ratio']:.3f}" in stdout
+    assert data["all_pass"] == all(c["pass"] for c in checks.values())
+    assert all(positive(r["median"]) for k, r in data["inference_ratios"].items() if isinstance(r, dict))
+
+
+def test_sfl_table_covers_the_requested_batches(result):
+    data, stdout = result
+    sfl = data["sfl"]
+    assert sfl["batches"] == [1, 2, 4] and sfl["time_steps"] == 4
+    for b in ("1", "2", "4"):
+        assert set(sfl["sfl"][b]["time_ms"]) == TIMES and all(positive(v) for v in sfl["sfl"][b]["time_ms"].values())
+        assert positive(sfl["train_step"][b]["images_per_s"]) and positive(sfl["share_of_step"][b])
+    assert "SFL time per step at batch 4 / at batch 1" in stdout
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    import benchmark  # in-process: the checks run before any model is built
+    from nvpt.cli import run_main
+
+    dump_config(tiny_cfg(), tmp_path / "tiny.yaml")
+    for args, message in ((["--repeats", "0"], "--repeats must be >= 1"),
+                          (["--sfl-batches", "0", "4"], "--sfl-batches and --time-steps must be >= 1"),
+                          (["prompt.lenght=3"], "unknown config key 'prompt.lenght'"),
+                          (["--device", "tpu"], "invalid choice")):
+        assert run_main(benchmark.main, [str(tmp_path / "tiny.yaml"), *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.strip().count("\n") == 0

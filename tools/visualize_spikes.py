@@ -1,0 +1,217 @@
+"""Figures of Spike-NVPT under noise: membrane potentials, binary prompts, firing rates, accuracy curves.
+
+    python tools/visualize_spikes.py                  # latest spike_nvpt run under runs/, else the demo model
+    python tools/visualize_spikes.py runs/demo/spike_nvpt-spike_nvpt-s0 --noise 0 0.2 0.5 --neurons 6
+    python tools/visualize_spikes.py RUN --runs runs/demo/spike_nvpt-spike_nvpt-s0 runs/demo/vpt_deep-vpt_deep-s0
+
+Writes membrane_potential, binary_prompts, firing_rates and accuracy_vs_noise, each as .png
+and .pdf, into --out (default visualizations/). docs/visualizations.md explains the figures.
+"""
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+import torch
+import yaml
+
+from nvpt.cli import parser, run_main
+from nvpt.config import Config, load_config
+from nvpt.engine.restore import BEST, LAST, load_run, locate
+from nvpt.errors import NVPTError
+
+DEMO_CONFIG = _bootstrap.ROOT / "configs" / "demo" / "spike_nvpt.yaml"
+DEMO_BACKBONE = _bootstrap.ROOT / "nvpt" / "assets" / "demo_backbone.safetensors"
+
+
+@dataclass
+class SpikeSource:
+    prompts: torch.nn.Module  # SpikePrompts
+    cfg: Config
+    vpt_bound: float  # VPT's init bound for this backbone
+    run_dir: Path | None  # None: the demo model
+    description: str  # what the figures show, for the titles and the console
+
+
+def read_config(run_dir: Path) -> dict:
+    """The run's config.yaml as a plain dict ({} when missing or unreadable)."""
+    try:
+        tree = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return tree if isinstance(tree, dict) else {}
+
+
+def setting(tree: dict, section: str, key: str):
+    value = tree.get(section)
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def checkpoint_time(run_dir: Path) -> float | None:
+    """Modification time of the run's newest checkpoint, None without one."""
+    times = [(run_dir / name).stat().st_mtime for name in (BEST, LAST) if (run_dir / name).is_file()]
+    return max(times) if times else None
+
+
+def latest_spike_run(root: Path) -> Path | None:
+    """The spike_nvpt run folder under `root` (at any depth) with the most recent checkpoint."""
+    if not root.is_dir():
+        return None
+    runs = [c.parent for c in root.rglob("config.yaml")
+            if setting(read_config(c.parent), "prompt", "method") == "spike_nvpt" and checkpoint_time(c.parent)]
+    return max(runs, key=checkpoint_time, default=None)
+
+
+def siblings(run_dir: Path) -> list[Path]:
+    """Run folders next to `run_dir` (itself included) trained on the same data set."""
+    own = read_config(run_dir)
+    same_data = (setting(own, "data", "name"), setting(own, "data", "task"))
+    return sorted(d for d in run_dir.parent.iterdir() if d.is_dir() and (d / "config.yaml").is_file()
+                  and (setting(read_config(d), "data", "name"), setting(read_config(d), "data", "task")) == same_data)
+
+
+def load_spike_run(path: Path) -> SpikeSource:
+    from nvpt.models.backbone import vpt_init_bound
+
+    run_dir, checkpoint = locate(path)  # NVPTError when there is no checkpoint
+    method = setting(read_config(run_dir), "prompt", "method")
+    if method != "spike_nvpt":
+        raise NVPTError(f"{run_dir} is a prompt.method={method} run; the spike figures need a spike_nvpt run "
+                        "(baseline runs can go to --runs for the accuracy curves)")
+    loaded = load_run(path)
+    return SpikeSource(loaded.model.prompts, loaded.cfg, vpt_init_bound(loaded.model.backbone), run_dir,
+                       f"trained run {run_dir} ({checkpoint.name})")
+
+
+def load_demo() -> SpikeSource:
+    """The demo spike_nvpt model with its prompts at initialisation (as a demo run starts)."""
+    from nvpt.engine.run import prepare_data, seed_everything
+    from nvpt.models import build_model
+    from nvpt.models.backbone import vpt_init_bound
+
+    backbone = str(DEMO_BACKBONE) if DEMO_BACKBONE.is_file() else "null"
+    cfg = load_config(DEMO_CONFIG, [f"model.pretrained_file={backbone}"])
+    seed_everything(cfg.seed)
+    prepare_data(cfg)  # model.num_classes from the texture set
+    seed_everything(cfg.seed)  # the same initial prompts as tools/train.py on this config
+    model = build_model(cfg).eval()
+    weights = "demo backbone" if backbone != "null" else "random backbone (no demo_backbone.safetensors yet)"
+    return SpikeSource(model.prompts, cfg, vpt_init_bound(model.backbone), None,
+                       f"demo model ({DEMO_CONFIG.name}, {weights}): UNTRAINED prompts (initialisation, seed {cfg.seed})")
+
+
+def vpt_reference(source: SpikeSource, seed: int) -> tuple[torch.Tensor, str]:
+    """Continuous prompts [L, P, D] to compare with: a sibling vpt_deep run's, else VPT's init."""
+    from nvpt.engine.checkpoint import read_checkpoint
+
+    shape = tuple(source.prompts.shape)
+    if source.run_dir is not None:
+        runs = [d for d in siblings(source.run_dir)
+                if setting(read_config(d), "prompt", "method") == "vpt_deep" and checkpoint_time(d)]
+        for run_dir in sorted(runs, key=checkpoint_time, reverse=True):
+            # the tokens straight from the checkpoint: no backbone to build (or fetch from the hub)
+            tokens = read_checkpoint(locate(run_dir)[1])[0].get("model/prompts.tokens")
+            if tokens is not None and tuple(tokens.shape) == shape:
+                return tokens, f"trained vpt_deep run {run_dir.name}"
+    gen = torch.Generator().manual_seed(seed + 1)  # a stream apart from the injected noise's
+    tokens = (torch.rand(shape, generator=gen) * 2 - 1) * source.vpt_bound
+    return tokens, f"VPT's init U(\u00b1{source.vpt_bound:.3g}), no vpt_deep run of this shape found"
+
+
+def read_results(path: Path) -> tuple[str, dict]:
+    """(run name, results.json summary with its method) of a run folder or a results.json file."""
+    from nvpt.viz.curves import accuracy_curves
+
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise NVPTError(f"{path} has no results.json: the run has not finished its final evaluation "
+                        "(--runs takes finished run folders)")
+    try:
+        summary = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise NVPTError(f"cannot read {file}: {exc}") from None
+    if not isinstance(summary, dict):
+        raise NVPTError(f"{file} is not a results.json summary written by tools/train.py")
+    try:
+        accuracy_curves(summary)  # a malformed summary fails now, before any figure
+    except NVPTError as exc:
+        raise NVPTError(f"{file}: {exc}") from None
+    summary.setdefault("method", setting(read_config(file.parent), "prompt", "method"))
+    return file.parent.name, summary
+
+
+def default_curve_runs(source: SpikeSource) -> list[Path]:
+    """The spike_nvpt run and its siblings on the same data set, those with results.json."""
+    if source.run_dir is None:
+        return []
+    return [d for d in siblings(source.run_dir) if (d / "results.json").is_file()]
+
+
+def main(argv):
+    p = parser("Figures of Spike-NVPT's Signal Filtering Layer under noise, and accuracy-vs-noise curves.")
+    p.add_argument("run", nargs="?", help="spike_nvpt run folder or checkpoint; default: the latest one under "
+                   "--runs-root, else the demo model with untrained prompts")
+    p.add_argument("--out", default="visualizations", help="output folder (default: visualizations/)")
+    p.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.1, 0.3, 0.5, 1.0],
+                   help="noise stds injected into the SFL input current (default: 0 0.1 0.3 0.5 1.0)")
+    p.add_argument("--neurons", type=int, default=4, help="SFL neurons to trace, 1..16 (default 4)")
+    p.add_argument("--runs", nargs="+", metavar="RUN", help="run folders (any method) with results.json for the "
+                   "accuracy curves; default: the spike_nvpt run and its siblings on the same data set")
+    p.add_argument("--seed", type=int, default=0, help="seed of the injected noise (default 0)")
+    p.add_argument("--runs-root", default="runs", help="where to look for the latest run (default: runs/)")
+    args = p.parse_args(argv)
+
+    from nvpt.viz.curves import plot_accuracy_vs_noise
+    from nvpt.viz.spikes import (check_noise_levels, noise_responses, pick_neurons, plot_binary_prompts,
+                                 plot_firing_rates, plot_membrane_potential)
+
+    levels = sorted(set(check_noise_levels(args.noise)))
+    if not 1 <= args.neurons <= 16:
+        raise NVPTError(f"--neurons must be between 1 and 16 (one figure row each), got {args.neurons}")
+    if args.seed < 0:
+        raise NVPTError(f"--seed must be >= 0, got {args.seed}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NVPTError(f"--out {out} is a file; pass a folder")
+    results = [read_results(Path(r)) for r in args.runs or []]  # bad --runs fail before any work
+
+    if args.run:
+        source = load_spike_run(Path(args.run))
+    else:
+        latest = latest_spike_run(Path(args.runs_root))
+        if latest is None:
+            print(f"no trained spike_nvpt run under {args.runs_root}/ (train one with `make demo`); "
+                  "showing the demo model instead")
+        source = load_spike_run(latest) if latest else load_demo()
+    print(f"spike figures: {source.description}")
+    prompts, train_noise = source.prompts, source.cfg.spike.noise_std
+    reference, *responses = noise_responses(prompts, [0.0, *levels], args.seed)
+    clean, noisy = noise_responses(prompts, [0.0, train_noise], args.seed)
+    neurons = pick_neurons(prompts.current, reference.boundary, args.neurons, reference.v_threshold)
+    vpt_tokens, vpt_source = vpt_reference(source, args.seed)
+    print(f"VPT comparison: {vpt_source}")
+    subtitle = f"{source.description}; noise seed {args.seed}"
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = plot_membrane_potential(responses, reference, neurons, out / "membrane_potential", title=subtitle)
+    written += plot_binary_prompts(responses, reference, vpt_tokens, vpt_source, out / "binary_prompts", title=subtitle,
+                                   spike_scale=prompts.scale, center=prompts.center)
+    written += plot_firing_rates(clean, noisy, out / "firing_rates", title=subtitle, target_rate=prompts.target_rate)
+
+    if not args.runs:
+        results = [read_results(d) for d in default_curve_runs(source)]
+    if results:
+        named = {}
+        for name, summary in results:
+            named[name if name not in named else f"{name} #{len(named) + 1}"] = summary
+        print("accuracy curves: " + ", ".join(f"{n} ({s.get('method')})" for n, s in named.items()))
+        written += plot_accuracy_vs_noise(named, out / "accuracy_vs_noise")
+    else:
+        print("accuracy_vs_noise: skipped, no finished run (results.json) to plot; pass --runs or train with `make demo`")
+    for path in written:
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
