@@ -21,6 +21,15 @@ def parser(description: str, prog: str | None = None) -> argparse.ArgumentParser
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message on one line. A DataLoader worker re-raises our error with its traceback in the
+    message ("Caught NVPTError in DataLoader worker process 0. ... nvpt.errors.NVPTError: <message>")."""
+    text = str(exc).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].partition(": ")[2] or text
+    return " ".join(text.split())
+
+
 def run_main(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> int:
     """Call main(argv); an NVPTError (or any error without --debug) becomes one line on stderr."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -28,7 +37,7 @@ def run_main(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | 
     # our own INFO messages only: SpikingJelly logs missing optional backends to the root logger
     log = logging.getLogger("nvpt")
     if not log.handlers:
-        handler = logging.StreamHandler()
+        handler = logging.StreamHandler(sys.stdout)  # progress, like run_training's lines; stderr: errors
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
@@ -38,7 +47,13 @@ def run_main(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | 
     except NVPTError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused: a path through a file, permissions, a full disk
+        if debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror or _one_line(exc)}{where} (check the paths and the free space)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -61,7 +62,7 @@ SCHEMA: dict[str, Key] = {
     "prompt.dropout": _k(0.0, "float", "dropout on prompt tokens, an independent mask per sample", min=0.0, max=1.0),
     "prompt.deep": _k(True, "bool", "spike_nvpt only: prompts before every block (true) or the first one only (false)"),
 
-    "spike.time_steps": _k(4, "int", "T: steps the Signal Filtering Layer integrates the prompt current", min=1),
+    "spike.time_steps": _k(2, "int", "T: steps the Signal Filtering Layer integrates the prompt current (2: best in docs/results.md)", min=1),
     "spike.v_threshold": _k(1.0, "float", "IF neuron firing threshold", min=0.0, min_exclusive=True),
     "spike.noise_std": _k(0.3, "float", "std of fresh Gaussian noise added to the prompt current at every step (training only)", min=0.0),
     "spike.reset": _k("soft", "str", "after a spike: soft subtracts the threshold, hard resets to 0", choices=("soft", "hard")),
@@ -122,6 +123,20 @@ SCHEMA: dict[str, Key] = {
     "eval.corruption_table": _k("auto", "str", "severity constants: imagenet, cifar, or auto (cifar below 64 px)", choices=("auto", "imagenet", "cifar")),
 }
 # fmt: on
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads 1e-3, 2E5 and 5e+2 as floats (YAML 1.2). PyYAML follows
+    YAML 1.1, which needs a dot and a signed exponent (1.0e-3) and returns the string '1e-3'."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: Python object tags stay refused
+
 
 SECTIONS = sorted({name.split(".")[0] for name in SCHEMA if "." in name})
 
@@ -227,7 +242,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.is_file():
         raise NVPTError(f"config file not found: {path} (pass a YAML file, e.g. configs/dtd.yaml)")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = _load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NVPTError(f"config {path}: not valid safe YAML ({first}); Python object tags are refused") from None
@@ -253,7 +268,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if name not in SCHEMA:
         raise NVPTError(f"unknown config key '{name}' in override {text!r}; did you mean: {_suggest(name)}?")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     if SCHEMA[name].kind == "str" and value is not None and not isinstance(value, str):
@@ -291,6 +306,16 @@ def _check_relations(cfg: Config) -> None:
         raise NVPTError("config keys data.mean and data.std must have the same length")
     if cfg.prompt.length == 0 and cfg.prompt.method == "spike_nvpt":
         raise NVPTError("config key 'prompt.length' must be >= 1 for prompt.method=spike_nvpt")
+
+
+def load_config_text(text: str, source: str = "<text>") -> Config:
+    """A Config from YAML text without `_base_` (e.g. the config stored inside an exported file)."""
+    try:
+        tree = _load_yaml(text) or {}
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NVPTError(f"config {source}: not valid safe YAML ({first}); Python object tags are refused") from None
+    return build_config(_flatten(tree, source))
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:

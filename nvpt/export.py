@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
-from nvpt.config import Config, _flatten, build_config, dump_config, load_config
-from nvpt.engine.checkpoint import atomic_write
+from nvpt.config import Config, dump_config, load_config, load_config_text
+from nvpt.engine.checkpoint import atomic_write, read_safetensors
 from nvpt.engine.restore import load_run, locate
 from nvpt.errors import NVPTError
 from nvpt.models import PromptedViT, build_model
@@ -179,19 +178,13 @@ def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, Config
     path = Path(path)
     if not path.is_file():
         raise NVPTError(f"packed prompts file not found: {path} (write it with tools/export_prompts.py RUN)")
-    try:
-        tensors = load_file(str(path), device="cpu")
-        with safe_open(str(path), framework="pt") as handle:
-            meta = dict(handle.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NVPTError(f"cannot read packed prompts {path}: {first} (truncated or not a safetensors file)") from None
+    tensors, meta = read_safetensors(path, "packed prompts")
     if meta.get("format") != FORMAT:
         raise NVPTError(f"{path} is not a packed Spike-NVPT prompt file (no '{FORMAT}' metadata)")
     try:
         shape = json.loads(meta["prompt_shape"])
         meta["sizes"] = json.loads(meta["sizes"])
-        cfg = build_config(_flatten(yaml.safe_load(meta["config"]), f"{path} metadata"))
+        cfg = load_config_text(meta["config"], f"{path} metadata")
         checksum = meta["payload_sha256"]
     except (KeyError, ValueError, yaml.YAMLError) as exc:
         raise NVPTError(f"packed prompts {path}: damaged metadata ({type(exc).__name__}: {exc})") from None

@@ -9,6 +9,7 @@ In-process APIs (load_config, build_model, build_datasets) raise NVPTError namin
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,10 @@ from nvpt.config import dump_config, load_config
 from nvpt.data import build_datasets
 from nvpt.errors import NVPTError
 from nvpt.models import build_model
-from test_reliability import Outcome, ToolServer, real_run
+from test_reliability import Outcome, RunsCode, ToolServer, real_run
 
-# vpt_deep: these rows test their own input, not SpikingJelly's import-time chatter
-# (test_error_after_spiking_import_is_still_one_line covers spike_nvpt).
+# vpt_deep: each row tests its own input; what spike_nvpt adds (SpikingJelly's import, the SFL's
+# log line) is covered once, by test_error_after_spiking_import_is_still_one_line.
 BASE = [*TINY, "data.name=textures", "data.crop_size=32", "data.train_per_class=2", "data.test_per_class=1",
         "data.val_fraction=0.0", "data.num_workers=0", "data.batch_size=8", "model.num_classes=null",
         "prompt.method=vpt_deep", "train.epochs=1", "train.warmup_epochs=0", "train.threads=1",
@@ -231,11 +232,12 @@ def test_train_bad_input_is_one_line(server, paths, row_id, args, pattern):
 
 
 def test_error_after_spiking_import_is_still_one_line(server, paths):
-    """spike_nvpt imports SpikingJelly, which logs its missing CuPy and torch warns about torch.jit;
-    a failing spike_nvpt run must still print one line."""
+    """spike_nvpt imports SpikingJelly (which logs its missing CuPy; torch warns about its
+    torch.jit.script) and logs the Signal Filtering Layer backend at the first forward pass. This
+    run trains, then meets a truncated test image in the final evaluation: still one line."""
     done = server.run("train.py", paths["cfg"], "prompt.method=spike_nvpt", "data.name=image_folder",
-                      f"data.root={paths['corrupt_images']}", "run_name=spiking")
-    assert_one_line_error(done, r"cannot read image .*bad\.jpg")
+                      f"data.root={paths['truncated_images']}", "run_name=spiking")
+    assert_one_line_error(done, r"cannot read image .*cut\.png")
 
 
 def test_debug_shows_the_traceback(server, paths):
@@ -258,6 +260,126 @@ def test_fork_server_errors_equal_a_fresh_interpreter(server, paths):
     assert (real.rc, real.lines()) == (forked.rc, forked.lines())
     debug = real_run("train.py", f"{paths['tmp']}/nope.yaml", "--debug")
     assert debug.rc != 0 and "Traceback (most recent call last)" in debug.stderr
+
+
+# --------------------------------------------------------------------------- the other tools
+
+@pytest.fixture(scope="module")
+def trained(server, paths, tmp_path_factory) -> dict[str, str]:
+    """paths plus finished one-epoch runs (spike_nvpt, vpt_deep) and damaged copies of the first."""
+    out = tmp_path_factory.mktemp("trained")
+    for method in ("spike_nvpt", "vpt_deep"):
+        done = server.run("train.py", paths["cfg"], f"output_dir={out}", f"run_name={method}", f"prompt.method={method}")
+        assert done.rc == 0, done.stderr[-3000:]
+    p = {**paths, "spike_run": str(out / "spike_nvpt"), "vpt_run": str(out / "vpt_deep")}
+    truncated = Path(shutil.copytree(out / "spike_nvpt", out / "truncated"))
+    best = truncated / "checkpoint-best.safetensors"
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
+    p["truncated_run"] = str(truncated)
+    evil = Path(shutil.copytree(out / "spike_nvpt", out / "evil"))
+    p["marker"] = str(out / "pwned")
+    torch.save({"payload": RunsCode(Path(p["marker"]))}, evil / "checkpoint-best.safetensors")
+    p["evil_run"] = str(evil)
+    p["bad_json"] = str(out / "not_a_summary.json")
+    Path(p["bad_json"]).write_text('{"clean": 50.0}\n')
+    p["broken_json"] = str(out / "broken.json")
+    Path(p["broken_json"]).write_text('{"clean": 50.0, \n')
+    return p
+
+
+# (tool, row id, arguments ({name} = trained[name]), regex the error line must match)
+TOOL_ROWS = [
+    ("eval_robustness.py", "no-arguments", [], r"the following arguments are required: run"),
+    ("eval_robustness.py", "missing-run", ["{tmp}/nope"], r"no run folder or checkpoint at .*nope"),
+    ("eval_robustness.py", "run-without-checkpoint", ["{empty_dir}"], r"has no checkpoint-best\.safetensors"),
+    ("eval_robustness.py", "truncated-checkpoint", ["{truncated_run}"], r"cannot read checkpoint .*checkpoint-best"),
+    ("eval_robustness.py", "zero-batch-size", ["{spike_run}", "--batch-size", "0"], r"--batch-size must be >= 1, got 0"),
+    ("eval_robustness.py", "unknown-corruption", ["{spike_run}", "--corruptions", "fog"], r"unknown corruption 'fog'"),
+    ("eval_robustness.py", "unknown-severity", ["{spike_run}", "--corruptions", "gaussian_noise", "--severities", "9"],
+     r"severity .*got 9"),
+    ("eval_robustness.py", "negative-sigma", ["{spike_run}", "--gaussian-std", "-0.1"], r"sigma must be .*got -0\.1"),
+    ("eval_robustness.py", "sigma-not-a-number", ["{spike_run}", "--gaussian-std", "x"],
+     r"argument --gaussian-std: invalid float value: 'x'"),
+    ("eval_robustness.py", "unknown-table", ["{spike_run}", "--table", "svhn"], r"argument --table: invalid choice: 'svhn'"),
+    ("eval_robustness.py", "negative-noise-seed", ["{spike_run}", "--noise-seed", "-1"], r"'eval\.seed' must be >= 0"),
+    ("eval_robustness.py", "missing-reference", ["{spike_run}", "--reference", "{tmp}/nope"],
+     r"no run folder or checkpoint at .*nope"),
+    ("eval_robustness.py", "reference-not-a-summary", ["{spike_run}", "--reference", "{bad_json}"],
+     r"not_a_summary\.json is not a results\.json/robustness\.json summary"),
+    ("eval_robustness.py", "reference-broken-json", ["{spike_run}", "--reference", "{broken_json}"],
+     r"cannot read .*broken\.json"),
+    ("eval_robustness.py", "out-is-a-file", ["{spike_run}", "--out", "{a_file}"], r"a_file\.txt"),
+    pytest.param("eval_robustness.py", "cuda-without-cuda", ["{spike_run}", "--device", "cuda"], r"CUDA is not available",
+                 marks=NO_CUDA),
+    ("export_prompts.py", "no-arguments", [], r"the following arguments are required: run"),
+    ("export_prompts.py", "missing-run", ["{tmp}/nope"], r"no run folder or checkpoint at .*nope"),
+    ("export_prompts.py", "not-a-spike-run", ["{vpt_run}"], r"vpt_deep"),
+    ("export_prompts.py", "truncated-checkpoint", ["{truncated_run}"], r"cannot read checkpoint .*checkpoint-best"),
+    ("export_prompts.py", "unknown-override", ["{spike_run}", "train.epoch=3"], r"unknown config key 'train\.epoch'"),
+    ("export_prompts.py", "override-makes-another-model", ["{spike_run}", "prompt.length=6"],
+     r"does not fit this model: wrong shape: prompts\.current"),
+    ("export_prompts.py", "out-inside-a-file", ["{spike_run}", "--out", "{a_file}/p.safetensors"], r"a_file\.txt"),
+    ("visualize_spikes.py", "missing-run", ["{tmp}/nope", "--out", "{tmp}/viz"], r"no run folder or checkpoint at .*nope"),
+    ("visualize_spikes.py", "not-a-spike-run", ["{vpt_run}", "--out", "{tmp}/viz"], r"is a prompt\.method=vpt_deep run"),
+    ("visualize_spikes.py", "truncated-checkpoint", ["{truncated_run}", "--out", "{tmp}/viz"], r"cannot read checkpoint"),
+    ("visualize_spikes.py", "zero-neurons", ["{spike_run}", "--neurons", "0", "--out", "{tmp}/viz"],
+     r"--neurons must be between 1 and 16 .*got 0"),
+    ("visualize_spikes.py", "negative-seed", ["{spike_run}", "--seed", "-1", "--out", "{tmp}/viz"], r"--seed must be >= 0"),
+    ("visualize_spikes.py", "negative-noise", ["{spike_run}", "--noise", "-0.1", "--out", "{tmp}/viz"],
+     r"noise level -0\.1 is invalid"),
+    ("visualize_spikes.py", "nan-noise", ["{spike_run}", "--noise", "nan", "--out", "{tmp}/viz"], r"noise level nan is invalid"),
+    ("visualize_spikes.py", "out-is-a-file", ["{spike_run}", "--out", "{a_file}"], r"is a file; pass a folder"),
+    ("visualize_spikes.py", "curve-run-missing", ["{spike_run}", "--runs", "{tmp}/nope", "--out", "{tmp}/viz"], r"nope"),
+    ("benchmark.py", "no-arguments", [], r"the following arguments are required: config"),
+    ("benchmark.py", "missing-config", ["{tmp}/nope.yaml"], r"config file not found: .*nope\.yaml"),
+    ("benchmark.py", "unknown-override", ["{cfg}", "train.epoch=3"], r"unknown config key 'train\.epoch'"),
+    ("benchmark.py", "zero-batch-size", ["{cfg}", "--batch-size", "0"], r"--batch-size must be >= 1"),
+    ("benchmark.py", "zero-repeats", ["{cfg}", "--repeats", "0"], r"--repeats must be >= 1"),
+    ("benchmark.py", "negative-warmup", ["{cfg}", "--warmup", "-1"], r"--warmup .*must be >= 0"),
+    ("benchmark.py", "one-sfl-batch", ["{cfg}", "--sfl-batches", "8"], r"--sfl-batches needs at least two"),
+    ("benchmark.py", "zero-time-steps", ["{cfg}", "--time-steps", "0"], r"--time-steps must be >= 1"),
+    pytest.param("benchmark.py", "cuda-without-cuda", ["{cfg}", "--device", "cuda"], r"CUDA is not available", marks=NO_CUDA),
+    ("compare.py", "no-arguments", [], r"the following arguments are required: config"),
+    ("compare.py", "missing-config", ["{tmp}/nope.yaml"], r"config file not found: .*nope\.yaml"),
+    ("compare.py", "unknown-method", ["{cfg}", "--methods", "lora"], r"unknown method 'lora' in --methods"),
+    ("compare.py", "method-twice", ["{cfg}", "--methods", "vpt_deep", "vpt_deep", "--reference", "vpt_deep"],
+     r"--methods lists a method twice"),
+    ("compare.py", "reference-not-compared", ["{cfg}", "--methods", "vpt_deep", "linear", "--reference", "spike_nvpt"],
+     r"--reference spike_nvpt must be one of --methods"),
+    ("compare.py", "zero-seeds", ["{cfg}", "--seeds", "0"], r"--seeds must be >= 1, got 0"),
+    ("compare.py", "override-of-its-own-key", ["{cfg}", "seed=3"], r"override 'seed=3' is not allowed"),
+    ("compare.py", "unknown-override", ["{cfg}", "train.epoch=3"], r"unknown config key 'train\.epoch'"),
+    ("compare.py", "variant-config-missing", ["{cfg}", "--methods", "vpt_deep", "{tmp}/nope.yaml", "--reference", "vpt_deep"],
+     r"--methods .*nope\.yaml: config file not found"),
+    ("export_backbone.py", "no-arguments", [], r"the following arguments are required: run, out"),
+    ("export_backbone.py", "not-safetensors", ["{spike_run}", "{tmp}/backbone.pt"], r"must end in \.safetensors"),
+    ("export_backbone.py", "not-a-full-run", ["{spike_run}", "{tmp}/backbone.safetensors"],
+     r"is a spike_nvpt run; only a `full` run trains the backbone"),
+    ("export_backbone.py", "missing-run", ["{tmp}/nope", "{tmp}/backbone.safetensors"], r"no run folder or checkpoint at"),
+    ("demo.py", "unknown-method", ["--methods", "lora"], r"unknown method 'lora'"),
+    ("demo.py", "unknown-override", ["train.epoch=1"], r"unknown config key 'train\.epoch'"),
+]
+
+
+def _tool_row_id(row) -> str:
+    values = row.values if hasattr(row, "values") else row
+    return f"{values[0][:-3]}-{values[1]}"
+
+
+@pytest.mark.parametrize("tool, row_id, args, pattern", TOOL_ROWS, ids=[_tool_row_id(r) for r in TOOL_ROWS])
+def test_tool_bad_input_is_one_line(server, trained, tool, row_id, args, pattern):
+    assert_one_line_error(server.run(tool, *(fill(a, trained) for a in args)), pattern)
+
+
+@pytest.mark.parametrize("tool, extra", [
+    ("eval_robustness.py", []), ("export_prompts.py", []), ("export_backbone.py", ["{tmp}/b.safetensors"]),
+    ("visualize_spikes.py", ["--out", "{tmp}/viz"]),
+])
+def test_tools_refuse_a_malicious_checkpoint(server, trained, tool, extra):
+    """checkpoint-best.safetensors replaced by a pickle whose unpickling runs `touch <marker>`."""
+    done = server.run(tool, trained["evil_run"], *(fill(a, trained) for a in extra))
+    assert_one_line_error(done, r"cannot read checkpoint .*checkpoint-best\.safetensors")
+    assert not Path(trained["marker"]).exists()
 
 
 # --------------------------------------------------------------------------- load_config

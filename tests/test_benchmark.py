@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_cfg
-from nvpt.config import dump_config
+from nvpt.config import SCHEMA, dump_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -72,7 +72,7 @@ def test_ratios_and_targets(result):
 def test_sfl_table_covers_the_requested_batches(result):
     data, stdout = result
     sfl = data["sfl"]
-    assert sfl["batches"] == [1, 2, 4] and sfl["time_steps"] == 4
+    assert sfl["batches"] == [1, 2, 4] and sfl["time_steps"] == SCHEMA["spike.time_steps"].default
     for b in ("1", "2", "4"):
         assert set(sfl["sfl"][b]["time_ms"]) == TIMES and all(positive(v) for v in sfl["sfl"][b]["time_ms"].values())
         assert positive(sfl["train_step"][b]["images_per_s"]) and positive(sfl["share_of_step"][b])
@@ -87,6 +87,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, monkeypatch):
     dump_config(tiny_cfg(), tmp_path / "tiny.yaml")
     for args, message in ((["--repeats", "0"], "--repeats must be >= 1"),
                           (["--sfl-batches", "0", "4"], "--sfl-batches and --time-steps must be >= 1"),
+                          (["--sfl-batches", "8", "8"], "at least two different batch sizes"),
                           (["prompt.lenght=3"], "unknown config key 'prompt.lenght'"),
                           (["--device", "tpu"], "invalid choice")):
         assert run_main(benchmark.main, [str(tmp_path / "tiny.yaml"), *args]) == 2

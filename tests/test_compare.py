@@ -203,7 +203,7 @@ def test_compare_tool_end_to_end(tmp_path, capsys):
         (["--methods", "spike_nvpt", "vpt_deeep"], "unknown method 'vpt_deeep' in --methods; valid: linear, "),
         (["--methods", "spike_nvpt", "linear"], "--reference vpt_deep must be one of --methods"),
         (["seed=3", "--methods", "spike_nvpt", "vpt_deep"], "override 'seed=3' is not allowed"),
-        (["train.base_lr=1.0", "--methods", "spike_nvpt", "vpt_deep", "--seeds", "2"], "differs in train.base_lr"),
+        (["train.base_lr=0.123", "--methods", "spike_nvpt", "vpt_deep", "--seeds", "2"], "differs in train.base_lr"),
         (["--methods", "spike_nvpt", "vpt_deep", "--seeds", "2", "--no-reuse"], "already exists"),
     ]:
         assert tool.run_main(tool.main, [str(config), *bad]) == 2

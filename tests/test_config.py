@@ -100,7 +100,7 @@ def test_python_object_tags_are_refused(tmp_path):
 def test_describe_keys_lists_every_key():
     table = describe_keys()
     assert all(f"`{name}`" in table for name in SCHEMA)
-    assert yaml.safe_load(dump_config(load_config()))["spike"]["time_steps"] == 4
+    assert yaml.safe_load(dump_config(load_config()))["spike"]["time_steps"] == SCHEMA["spike.time_steps"].default
 
 
 def test_docs_config_table_is_current():

@@ -16,9 +16,10 @@ from conftest import tiny_cfg
 from nvpt.config import dump_config
 from nvpt.engine.checkpoint import model_identity, save_checkpoint
 from nvpt.engine.loop import Normalize, evaluate
+from nvpt.engine.restore import load_run
 from nvpt.engine.run import DistInfo, make_loader, prepare_data, run_training
 from nvpt.errors import NVPTError
-from nvpt.export import DEFAULT_NAME, export_packed, factor_tokens, load_packed, read_packed, unpack_tokens
+from nvpt.export import DEFAULT_NAME, _seeded, export_packed, factor_tokens, load_packed, read_packed, unpack_tokens
 from nvpt.models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,9 +69,6 @@ def test_trained_run_round_trip_is_exact(trained):
     packed = load_packed(info.path)
     assert packed.deployed and type(packed.prompts).__name__ == "StaticPrompts"
     # the reference: the run's own checkpoint through SpikePrompts (SFL + SDU), then deployed
-    from nvpt.export import _seeded
-    from nvpt.engine.restore import load_run
-
     with _seeded(cfg.seed):
         reference = load_run(result.run_dir).model.deploy()
     assert torch.equal(packed.prompts.tokens, reference.prompts.tokens)

@@ -165,7 +165,7 @@ def test_sfl_runs_once_per_forward_not_per_image():
     calls = []
     model.prompts.filter.register_forward_hook(lambda m, a, o: calls.append(a[0].shape))
     model(torch.randn(7, 3, 32, 32))
-    assert calls == [torch.Size([4, 3, 4, 48])]  # [T, L, P, D], whatever the batch
+    assert calls == [torch.Size([model.prompts.time_steps, 3, 4, 48])]  # [T, L, P, D], whatever the batch
 
 
 def test_deploy_keeps_outputs_and_drops_spikingjelly():

@@ -278,7 +278,7 @@ def run_benchmark(args, device: torch.device, log=print) -> dict:
     tokens_prompted = tokens_plain + length
     result = {
         "config": args.config, "overrides": list(args.overrides), "weights": "config" if args.weights else "random",
-        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device": str(device), "device_name": device_name(device),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "load_avg_start": list(os.getloadavg()), "amp": str(amp_dtype).replace("torch.", "") if use_amp else None,
         "batch_size": batch, "repeats": args.repeats, "warmup": args.warmup, "min_repeat_s": args.min_repeat_s,
@@ -414,6 +414,17 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0]}, {len(names)} cores" if names else platform.machine()
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise NVPTError("--device cuda but CUDA is not available; use --device auto or cpu")
@@ -443,6 +454,8 @@ def main(argv):
             raise NVPTError(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0 or min(args.sfl_batches) < 1 or min(args.time_steps) < 1 or args.min_repeat_s < 0:
         raise NVPTError("--warmup and --min-repeat-s must be >= 0; --sfl-batches and --time-steps must be >= 1")
+    if len(set(args.sfl_batches)) < 2:
+        raise NVPTError("--sfl-batches needs at least two different batch sizes (e.g. --sfl-batches 1 8 64)")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

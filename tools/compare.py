@@ -31,8 +31,7 @@ from nvpt.robustness.report import write_json
 # set per run by this tool
 OWN_KEYS = ("prompt.method", "seed", "run_name")
 # keys that do not change what a run computes (or are rewritten when it resumes)
-IGNORED_KEYS = {"output_dir", "train.resume", "train.threads", "train.save_every", "data.num_workers"}
-LAST = "checkpoint-last.safetensors"
+IGNORED_KEYS = {"output_dir", "run_name", "train.resume", "train.threads", "train.save_every", "data.num_workers"}
 
 
 def build_parser():
@@ -60,7 +59,8 @@ def check_args(args) -> None:
                         f"config .yaml{hint}")
     if len(set(args.methods)) != len(args.methods):
         raise NVPTError(f"--methods lists a method twice: {' '.join(args.methods)}")
-    if args.reference not in args.methods:
+    labels = [Path(m).stem if is_variant(m) else m for m in args.methods]
+    if args.reference not in labels:
         raise NVPTError(f"--reference {args.reference} must be one of --methods ({' '.join(args.methods)})")
     if args.seeds < 1:
         raise NVPTError(f"--seeds must be >= 1, got {args.seeds}")
@@ -94,6 +94,8 @@ def flat(tree: dict, prefix: str = "") -> dict:
 def config_differences(planned, saved) -> list[str]:
     """Keys whose values differ between the run we would train and a run folder's config.yaml."""
     a, b = flat(planned.to_dict()), flat(saved.to_dict())
+    if planned.prompt.method != "spike_nvpt":  # the spiking keys do not change what other methods compute
+        a = {k: v for k, v in a.items() if not (k.startswith("spike.") or k == "prompt.deep")}
     return [k for k in a if k not in IGNORED_KEYS and a[k] != b.get(k)
             # num_classes=null is resolved from the data set when the run starts
             and not (k == "model.num_classes" and a[k] is None)]
@@ -115,9 +117,7 @@ def plan_run(cfg, run_dir: Path, reuse: bool) -> str:
                         "pass another output_dir= or move it away")
     if (run_dir / "results.json").is_file():
         return "reuse"
-    if (run_dir / LAST).is_file():
-        return "resume"
-    raise NVPTError(f"run folder {run_dir} is unfinished and has no {LAST} to resume from; delete it and rerun")
+    return "resume"  # unfinished: continues from checkpoint-last, or restarts epoch 0 without one
 
 
 def main(argv):

@@ -49,7 +49,7 @@ def main(argv):
 
             summaries[LABELS[method]] = json.loads((run_dir / "results.json").read_text())
             continue
-        resume = [f"train.resume={run_dir}"] if (run_dir / "checkpoint-last.safetensors").is_file() else []
+        resume = [f"train.resume={run_dir}"] if (run_dir / "config.yaml").is_file() else []  # unfinished run
         cfg = load_config(config, [f"seed={args.seed}", f"run_name={run_dir.name}", *resume, *args.overrides])
         print(f"[{i}/{len(args.methods)}] training {LABELS[method]} ({config.relative_to(ROOT)}) ...", flush=True)
         result = run_training(cfg, config_path=config)

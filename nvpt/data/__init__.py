@@ -98,3 +98,12 @@ def holdout_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[li
         val.extend(members[:n_val].tolist())
     held = set(val)
     return [i for i in range(len(labels)) if i not in held], sorted(val)
+
+
+def torchvision_download(fetch, name: str, target, fallback: str) -> None:
+    """Run a torchvision dataset download; a failure (no internet) is one line naming the fallback."""
+    try:
+        fetch()
+    except (OSError, RuntimeError) as exc:  # URLError/HTTPError are OSErrors; torchvision raises RuntimeError
+        reason = " ".join(str(exc).split())  # torchvision's messages span several lines
+        raise NVPTError(f"{name}: download into {target} failed ({type(exc).__name__}: {reason}); {fallback}") from None

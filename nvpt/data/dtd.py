@@ -11,7 +11,7 @@ from pathlib import Path
 from torch.utils.data import ConcatDataset
 from torchvision.datasets import DTD
 
-from nvpt.data import Splits
+from nvpt.data import Splits, torchvision_download
 from nvpt.data.image_folder import check_files_exist, load_image
 from nvpt.data.transforms import build_transform
 from nvpt.errors import NVPTError
@@ -29,14 +29,8 @@ def _check_split(data_dir: Path, split: str, partition: int) -> None:
 
 
 def _download(root: Path) -> None:
-    try:
-        DTD(root=root, split="train", download=True)
-    except (OSError, RuntimeError) as exc:  # URLError/HTTPError are OSErrors; torchvision raises RuntimeError
-        reason = " ".join(str(exc).split())  # torchvision's messages span several lines
-        raise NVPTError(
-            f"dtd: download into {root / 'dtd'} failed ({type(exc).__name__}: {reason}); "
-            f"on a machine without internet place the official archive there instead (see docs/datasets.md)"
-        ) from None
+    torchvision_download(lambda: DTD(root=root, split="train", download=True), "dtd", root / "dtd",
+                         "on a machine without internet place the official archive there instead (see docs/datasets.md)")
 
 
 def build(cfg, img_size: int, in_chans: int) -> Splits:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from nvpt.data import Splits, holdout_split
+from nvpt.data import Splits, holdout_split, torchvision_download
 from nvpt.data.transforms import build_transform
 from nvpt.errors import NVPTError
 
@@ -57,14 +57,8 @@ def _find(root: Path, name: str) -> Path | None:
 def _download(root: Path) -> None:
     from torchvision.datasets import FashionMNIST  # only needed for this optional path
 
-    try:
-        FashionMNIST(root=root, train=True, download=True)  # fetches all four files
-    except (OSError, RuntimeError) as exc:  # URLError/HTTPError are OSErrors; torchvision raises RuntimeError
-        reason = " ".join(str(exc).split())  # torchvision's messages span several lines
-        raise NVPTError(
-            f"fashion_mnist: download into {root} failed ({type(exc).__name__}: {reason}); "
-            f"use apt-get install dataset-fashion-mnist instead"
-        ) from None
+    torchvision_download(lambda: FashionMNIST(root=root, train=True, download=True), "fashion_mnist", root,
+                         "use apt-get install dataset-fashion-mnist instead")
 
 
 def load_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -47,6 +47,9 @@ def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results and checkpoints are ordinary files
     try:
         write(Path(tmp))
         with open(tmp, "rb") as handle:
@@ -89,19 +92,26 @@ def save_checkpoint(path: str | Path, model: nn.Module, identity: dict, optimize
     atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata={"nvpt": json.dumps(meta)}))
 
 
+def read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata of a safetensors file; a damaged file is a one-line error."""
+    try:
+        tensors = load_file(str(path), device="cpu")
+        with safe_open(str(path), framework="pt") as handle:
+            return tensors, dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NVPTError(f"cannot read {what} {path}: {first} (truncated or not a safetensors file)") from None
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise NVPTError(f"checkpoint not found: {path}")
+    tensors, raw = read_safetensors(path, "checkpoint")
     try:
-        tensors = load_file(str(path), device="cpu")
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {}).get("nvpt", "{}"))
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NVPTError(f"cannot read checkpoint {path}: {first} (truncated, or not a Spike-NVPT safetensors checkpoint)") from None
+        meta = json.loads(raw.get("nvpt", "{}"))
+    except json.JSONDecodeError:
+        raise NVPTError(f"checkpoint {path} has damaged metadata (not a Spike-NVPT checkpoint)") from None
     if meta.get("format") != FORMAT:
         raise NVPTError(f"{path} is not a Spike-NVPT checkpoint (no '{FORMAT}' metadata)")
     return tensors, meta

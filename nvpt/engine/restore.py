@@ -46,8 +46,9 @@ def load_run(path: str | Path, overrides: list[str] | tuple = (), device: str | 
     cfg = load_config(config, list(overrides))
     tensors, meta = read_checkpoint(ckpt)
     deployed = bool(meta.get("identity", {}).get("deployed"))
-    torch.manual_seed(cfg.seed)  # as in training: a randomly initialised frozen backbone comes back identical
-    model = build_model(cfg, deployed=deployed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # as run_training: a randomly initialised frozen backbone comes back identical
+        model = build_model(cfg, deployed=deployed)
     check_identity(ckpt, meta, model_identity(model, cfg))
     load_model_state(model, tensors, ckpt)
     return LoadedRun(cfg, model.to(device).eval(), run_dir, ckpt, meta)

@@ -9,6 +9,7 @@ unfinished run: pass it to `train.resume` to continue it exactly.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from nvpt.config import Config, dump_config
 from nvpt.data import DataBundle, build_datasets
 from nvpt.engine.checkpoint import atomic_write_text, load_checkpoint, model_identity, save_checkpoint
 from nvpt.engine.distributed import DistInfo, barrier, cleanup, init_distributed
-from nvpt.engine.loop import Normalize, evaluate, train_one_epoch
+from nvpt.engine.loop import Normalize, NonFiniteLoss, evaluate, train_one_epoch
 from nvpt.engine.optim import build_optimizer, WarmupCosine
 from nvpt.errors import NVPTError
 from nvpt.models import build_model
@@ -102,13 +103,18 @@ def prepare_data(cfg: Config) -> tuple[DataBundle, int]:
 
 
 def make_loader(dataset: Dataset, batch_size: int, cfg: Config, dist: DistInfo, train: bool, device: torch.device):
+    """A DataLoader with a private generator: drawing its workers' base seed never advances the
+    global RNG (prompt dropout), so a resumed run draws the same numbers as an uninterrupted one.
+    Training workers restart every epoch, reseeded from (seed, epoch) by run_training."""
+    generator = torch.Generator()
+    generator.manual_seed(cfg.seed)
     if train:
         sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
     else:
         dataset, sampler = IndexedDataset(dataset), ShardSampler(len(dataset), dist)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-                      pin_memory=device.type == "cuda", drop_last=False,
-                      persistent_workers=cfg.data.num_workers > 0)
+                      pin_memory=device.type == "cuda", drop_last=False, generator=generator,
+                      persistent_workers=cfg.data.num_workers > 0 and not train)
 
 
 def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
@@ -116,9 +122,16 @@ def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
     return Path(cfg.output_dir) / (cfg.run_name or f"{stem}-{cfg.prompt.method}-s{cfg.seed}")
 
 
-def resume_source(resume: str) -> tuple[Path, Path]:
-    """train.resume may name a run folder or a checkpoint file -> (run_dir, checkpoint)."""
+def resume_source(resume: str) -> tuple[Path, Path | None]:
+    """train.resume may name a run folder or a checkpoint file -> (run_dir, checkpoint).
+
+    A run folder with config.yaml but no checkpoint yet (stopped during epoch 0) gives checkpoint
+    None: the run restarts from epoch 0 in that folder.
+    """
     path = Path(resume)
+    if path.is_dir() and not (path / LAST).exists() and (path / "config.yaml").is_file() \
+            and not (path / "results.json").exists():
+        return path, None
     ckpt = path / LAST if path.is_dir() else path
     if not ckpt.is_file():
         raise NVPTError(f"train.resume={resume}: no checkpoint at {ckpt} (pass a run folder holding {LAST})")
@@ -174,9 +187,12 @@ def run_training(cfg: Config, config_path: str | Path | None = None, log: Callab
         start_epoch, history, best = 0, [], {"acc": -1.0, "epoch": -1}
         if cfg.train.resume:
             run_dir, ckpt = resume_source(cfg.train.resume)
-            meta = load_checkpoint(ckpt, model, identity, optimizer, scheduler, scaler)
-            start_epoch, history, best = meta["epoch"] + 1, meta["history"], meta["best"]
-            say(f"resumed {ckpt} at epoch {start_epoch}")
+            if ckpt is None:
+                say(f"{run_dir} has no checkpoint yet: restarting it from epoch 0")
+            else:
+                meta = load_checkpoint(ckpt, model, identity, optimizer, scheduler, scaler)
+                start_epoch, history, best = meta["epoch"] + 1, meta["history"], meta["best"]
+                say(f"resumed {ckpt} at epoch {start_epoch}")
         else:
             run_dir = default_run_dir(cfg, config_path)
             if dist.is_main and run_dir.exists() and any(run_dir.iterdir()):
@@ -191,11 +207,16 @@ def run_training(cfg: Config, config_path: str | Path | None = None, log: Callab
 
         for epoch in range(start_epoch, cfg.train.epochs):
             train_loader.sampler.set_epoch(epoch)
+            train_loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch)  # worker augmentation: f(seed, epoch)
             line = {"epoch": epoch}
             line.update(train_one_epoch(train_model, train_loader, optimizer, scheduler, normalize, device, epoch,
                                         cfg.train, scaler, amp_dtype, cfg.spike.rate_penalty, show_progress))
             if val_loader is not None:
                 val = evaluate(model, val_loader, normalize, device, amp=use_amp, amp_dtype=amp_dtype)
+                if not math.isfinite(val["loss"]):  # this epoch's weights diverged: keep the previous checkpoint
+                    raise NonFiniteLoss(
+                        f"validation loss is {val['loss']} after epoch {epoch} (step {steps - 1}): stopped; the last "
+                        "good checkpoint is kept (lower train.base_lr, set train.clip_grad, or check the data)")
                 line.update(val_acc=val["acc"], val_loss=val["loss"])
             score = line.get("val_acc", float(epoch))  # no validation split: the last epoch is the best
             improved = score > best["acc"]

@@ -82,7 +82,12 @@ def create_backbone(cfg) -> VisionTransformer:
     if m.in_chans is not None:
         kwargs["in_chans"] = m.in_chans
     if m.kwargs:
-        extra = yaml.safe_load(m.kwargs)
+        try:
+            extra = yaml.safe_load(m.kwargs)
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise NVPTError(f"config key 'model.kwargs' is not valid safe YAML ({first}): {m.kwargs!r}; "
+                            "give a mapping such as '{embed_dim: 192}'") from None
         if not isinstance(extra, dict):
             raise NVPTError(f"config key 'model.kwargs' must be a YAML mapping such as '{{embed_dim: 192}}', got {m.kwargs!r}")
         kwargs.update(extra)
@@ -94,8 +99,9 @@ def create_backbone(cfg) -> VisionTransformer:
     except (TypeError, ValueError, AssertionError) as exc:
         raise NVPTError(f"timm cannot build '{m.name}' with {kwargs}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     except Exception as exc:
-        if not use_hub:
-            raise
+        if not use_hub:  # nothing was downloaded: timm rejected the arguments (negative sizes, patch 0, ...)
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise NVPTError(f"timm cannot build '{m.name}' with {kwargs}: {type(exc).__name__}: {first}") from None
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise NVPTError(
             f"could not fetch pretrained weights for '{m.name}' from the hub ({reason}); on a machine without "
@@ -103,6 +109,11 @@ def create_backbone(cfg) -> VisionTransformer:
         ) from None
     if not isinstance(model, VisionTransformer):
         raise NVPTError(f"model.name '{m.name}' is a {type(model).__name__}, not a timm VisionTransformer; pick a vit_* model")
+    if len(model.blocks) == 0:
+        raise NVPTError(f"model '{m.name}' with {kwargs} has depth 0: no transformer blocks to prompt")
+    if model.patch_embed.num_patches == 0:
+        raise NVPTError(f"model.img_size={model.patch_embed.img_size[0]} is smaller than the "
+                        f"{model.patch_embed.patch_size[0]} px patch: no image tokens; raise model.img_size")
     if m.pretrained_file:
         load_backbone_file(model, m.pretrained_file)
     return model

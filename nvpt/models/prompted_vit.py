@@ -13,6 +13,7 @@ token pooling) keeps working, and no timm code is duplicated.
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 import torch
@@ -60,7 +61,8 @@ class PromptedViT(nn.Module):
         num_layers = self.prompts.shape[0]
         blocks[0].register_forward_pre_hook(self._insert_hook)
         for i in range(1, min(num_layers, len(blocks))):
-            blocks[i].register_forward_pre_hook(self._make_replace_hook(i))
+            # a partial of a bound method (not a closure): copy.deepcopy(model) rebinds it to the copy
+            blocks[i].register_forward_pre_hook(functools.partial(self._replace_hook, i))
         blocks[-1].register_forward_hook(self._remove_hook)
 
     def _prompting(self) -> bool:
@@ -80,16 +82,13 @@ class PromptedViT(nn.Module):
         prompts = self._batch_prompts(0, x.shape[0], x.dtype)
         return (torch.cat([x[:, :n], prompts, x[:, n:]], dim=1),) + tuple(args[1:])
 
-    def _make_replace_hook(self, layer: int):
-        def hook(module, args):
-            if not self._prompting():
-                return None
-            x = args[0]
-            n, p = self.num_prefix_tokens, self._active["tokens"].shape[1]
-            prompts = self._batch_prompts(layer, x.shape[0], x.dtype)
-            return (torch.cat([x[:, :n], prompts, x[:, n + p:]], dim=1),) + tuple(args[1:])
-
-        return hook
+    def _replace_hook(self, layer: int, module, args):
+        if not self._prompting():
+            return None
+        x = args[0]
+        n, p = self.num_prefix_tokens, self._active["tokens"].shape[1]
+        prompts = self._batch_prompts(layer, x.shape[0], x.dtype)
+        return (torch.cat([x[:, :n], prompts, x[:, n + p:]], dim=1),) + tuple(args[1:])
 
     def _remove_hook(self, module, args, output):
         if not self._prompting():

@@ -25,6 +25,7 @@ import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from nvpt.errors import NVPTError
@@ -287,6 +288,7 @@ def plot_binary_prompts(responses: Sequence[NoiseResponse], reference: NoiseResp
             image = ax.imshow(cats.numpy(), cmap=BIT_COLORS, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
             ax.set_title(f"layer {layer}, \u03c3 = {r.noise_std:g}: {100 * float(sfl_flips[col, layer]):.1f}% flipped",
                          fontsize=8.5)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             if col == 0:
                 ax.set_ylabel("prompt token")
             if row == len(layers) - 1:
@@ -349,7 +351,8 @@ def plot_firing_rates(clean: NoiseResponse, noisy: NoiseResponse, out_prefix: st
     if target_rate is not None:
         ax_rate.axhline(target_rate, color="black", ls=":", label=f"target rate {target_rate:g}")
     rate_threshold = clean.boundary / clean.v_threshold
-    ax_hist.axvspan(rate_threshold - 0.5 / T, 1 + 0.5 / T, color="gold", alpha=0.15, lw=0, zorder=0,
+    lowest_one = math.ceil(rate_threshold * T - 1e-6) / T  # the smallest rate k/T the SDU turns into a 1
+    ax_hist.axvspan(lowest_one - 0.5 / T, 1 + 0.5 / T, color="gold", alpha=0.15, lw=0, zorder=0,
                     label=f"rate \u2265 {rate_threshold:g}: bit = 1")
     ax_rate.set_title("mean firing rate per layer")
     ax_rate.set_ylabel("spikes per neuron per time step")
