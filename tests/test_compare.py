@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from nvpt.errors import NVPTError
-from nvpt.robustness.compare import compare_runs, comparison_markdown, noise_curves, plot_comparison, set_accuracies
+from nvpt.robustness.compare import (compare_runs, comparison_markdown, noise_curves, plot_comparison, set_accuracies,
+                                     summary_markdown)
 from nvpt.robustness.report import summarize, t_critical_95
 
 torch.set_num_threads(1)
@@ -86,6 +87,17 @@ def test_markdown_table():
     # gain on gaussian@0.1: 10 ± 4.97, the interval excludes 0 -> bold; clean: 2 ± 4.3, it does not
     assert f"| gaussian@0.1 | **+10.00 ± 2.00 [+{10 - half:.2f}, +{10 + half:.2f}]** |" in md
     assert "| clean | +2.00 ± 1.73 [" in md and "| clean | **" not in md
+
+
+def test_summary_table_one_row_per_method():
+    md = summary_markdown(compare_runs({"spike_nvpt": SPIKE, "vpt_deep": VPT}))
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| method | clean | mCA | clean − vpt_deep | mCA − vpt_deep |")
+    spike = next(line for line in lines if line.startswith("| spike_nvpt |"))
+    # mCA gain: mean over seeds of (72.5 - 65, 75.5 - 66.5, 75.5 - 68) = (7.5 + 9 + 7.5) / 3 = 8
+    assert "**+8.00 ± 0.87 [" in spike
+    assert spike.endswith("| +10.00 (gaussian@0.1) |")  # the set with the largest mean gain
+    assert next(line for line in lines if line.startswith("| vpt_deep |")).endswith("| — | — | — |")
 
 
 def test_markdown_single_seed_and_single_method():

@@ -24,7 +24,7 @@ from nvpt.cli import parser, run_main
 from nvpt.config import METHODS, load_config
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.errors import NVPTError
-from nvpt.robustness.compare import compare_runs, comparison_markdown, plot_comparison
+from nvpt.robustness.compare import compare_runs, comparison_markdown, plot_comparison, summary_markdown
 from nvpt.robustness.evaluate import robustness_sets
 from nvpt.robustness.report import write_json
 
@@ -159,7 +159,7 @@ def main(argv):
 
     comp = compare_runs(results, reference=args.reference)
     out = Path(args.out) if args.out else Path(base.output_dir) / f"compare-{stem}"
-    table = comparison_markdown(comp)
+    table = summary_markdown(comp) + "\n" + comparison_markdown(comp)
     write_json({**comp, "config": str(args.config), "overrides": args.overrides,
                 "runs": {m: [str(job[3]) for job in jobs if job[0] == m] for m in labels}},
                out / "comparison.json")

@@ -18,8 +18,11 @@ $PY tools/compare.py configs/experiments/textures_color.yaml train.threads=1 --s
 
 # 3. Does the demo backbone transfer? The same prompt tuning on a randomly initialised frozen ViT
 $PY tools/compare.py configs/experiments/textures.yaml train.threads=1 model.pretrained_file=null \
-    output_dir=runs/experiments/random_backbone --seeds 3 --methods spike_nvpt vpt_deep
+    output_dir=runs/experiments/random_backbone --seeds 3 --methods spike_nvpt vpt_deep linear
 
-# 4. Figures for the docs (visualizations/)
-$PY tools/visualize_spikes.py runs/experiments/textures/textures-spike_nvpt-s0 \
-    --runs runs/experiments/textures/textures-*-s0
+# 4. The demo (README) and its figures (visualizations/)
+$PY tools/demo.py
+$PY tools/visualize_spikes.py runs/demo/spike_nvpt-s0 --runs runs/demo/spike_nvpt-s0 runs/demo/vpt_deep-s0 --out visualizations
+
+# 5. Stronger noise (ImageNet-C constants + Gaussian std up to 0.3), added after the demo
+$PY tools/compare.py configs/experiments/textures_strong_noise.yaml train.threads=1 --seeds 5 --methods spike_nvpt vpt_deep

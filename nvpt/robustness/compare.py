@@ -114,6 +114,33 @@ def _excludes_zero(stat: dict) -> bool:
     return stat["ci95_low"] is not None and (stat["ci95_low"] > 0 or stat["ci95_high"] < 0)
 
 
+def summary_markdown(comp: dict) -> str:
+    """One row per method: clean accuracy, mean corrupted accuracy (mCA) and their paired gains
+    over the reference, plus the set where the mean gain is largest (the paper's "up to" number)."""
+    ref = comp["reference"]
+    corrupted = [k for k in comp["sets"] if k not in ("clean", MEAN)]
+    lines = [f"Summary over {len(comp['seeds'])} seeds: mean ± std [95% CI]; gains over {ref} paired by seed, "
+             "**bold** where the 95% CI excludes 0", "",
+             f"| method | clean | mCA | clean − {ref} | mCA − {ref} | largest mean gain (set) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for m in comp["methods"]:
+        acc = comp["accuracy"][m]
+        row = [m, _cell(acc["clean"]), _cell(acc[MEAN]) if MEAN in acc else "n/a"]
+        if m == ref:
+            row += ["—", "—", "—"]
+        else:
+            gains = comp["gain"][m]
+            for key in ("clean", MEAN):
+                if key in gains:
+                    row.append(f"**{_cell(gains[key], True)}**" if _excludes_zero(gains[key]) else _cell(gains[key], True))
+                else:
+                    row.append("n/a")
+            best = max(corrupted, key=lambda k: gains[k]["mean"], default=None)
+            row.append(f"{gains[best]['mean']:+.2f} ({best})" if best else "n/a")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def comparison_markdown(comp: dict) -> str:
     """Two markdown tables: accuracy per method, then the gain over the reference.
 
