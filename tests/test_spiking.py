@@ -8,6 +8,7 @@ from nvpt.spiking import SignalFilteringLayer, SpikeDiscretizationUnit, backend,
 
 def run_sfl(values, reset, threshold=1.0):
     sfl = SignalFilteringLayer(len(values), threshold, reset=reset)
+    sfl.record = True
     currents = torch.tensor(values).reshape(-1, 1)  # [T, 1]
     spikes = sfl(currents)
     return spikes.flatten().tolist(), sfl.last_v_seq.flatten().tolist()
@@ -35,6 +36,7 @@ def test_if_integrates_varying_input_and_resets_between_calls():
     first = sfl(x).flatten().tolist()
     assert first == [0.0, 0.0, 0.0, 1.0]
     assert sfl(x).flatten().tolist() == first  # explicit reset: no state leaks between calls
+    assert sfl.last_v_seq is None  # membrane potentials are kept only when recording
 
 
 def test_sfl_filters_transient_noise():

@@ -84,14 +84,13 @@ def make_surrogate(name: str, alpha: float):
 
 
 def make_if_node(v_threshold: float, hard_reset: bool, surrogate_name: str, alpha: float):
-    """A multi-step IFNode that keeps its membrane potential sequence (for plots)."""
+    """A multi-step IFNode; SignalFilteringLayer.record switches on keeping its membrane potentials."""
     kwargs = dict(
         v_threshold=v_threshold,
         v_reset=0.0 if hard_reset else None,  # None = soft reset: subtract the threshold
         surrogate_function=make_surrogate(surrogate_name, alpha),
         detach_reset=False,
         step_mode="m",
-        store_v_seq=True,
     )
     if has_backend_argument():
         kwargs["backend"] = "torch"  # switched per device by SignalFilteringLayer

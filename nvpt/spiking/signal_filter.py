@@ -23,7 +23,17 @@ class SignalFilteringLayer(nn.Module):
         self.node = make_if_node(v_threshold, hard_reset=(reset == "hard"), surrogate_name=surrogate, alpha=surrogate_alpha)
         self._backend_device: torch.device | None = None
         self.backend = "torch"
+        self.record = False  # keep the membrane potentials (plots): costs time, so off while training
         self.last_v_seq: torch.Tensor | None = None  # [T, *shape] membrane potential after each step's reset
+
+    @property
+    def record(self) -> bool:
+        return self._record
+
+    @record.setter
+    def record(self, value: bool) -> None:
+        self._record = bool(value)
+        self.node.store_v_seq = self._record
 
     def _ensure_backend(self, device: torch.device) -> None:
         if self._backend_device != device:
@@ -37,7 +47,7 @@ class SignalFilteringLayer(nn.Module):
         self.node.reset()  # stateful neuron: start every prompt computation from v = 0
         flat = currents.reshape(currents.shape[0], -1)  # [T, N]: the CuPy kernel wants [T, N]
         spikes = self.node(flat.contiguous())
-        v_seq = getattr(self.node, "v_seq", None)
+        v_seq = getattr(self.node, "v_seq", None) if self.record else None
         self.last_v_seq = v_seq.detach().reshape(currents.shape) if v_seq is not None else None
         self.node.reset()
         return spikes.reshape(currents.shape)

@@ -96,6 +96,7 @@ def noise_responses(prompts, noise_levels: Sequence[float], seed: int = 0) -> li
     with torch.no_grad():
         for sigma in levels:
             currents = U.unsqueeze(0) + sigma * xi
+            prompts.filter.record = True  # the membrane potentials are what this figure shows
             spikes = prompts.filter(currents)
             v_post = prompts.filter.last_v_seq
             if v_post is None:
