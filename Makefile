@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(RUN_ENV) $(BIN)/python tools/demo.py
 
 benchmark: $(STAMP)
-	$(RUN_ENV) $(BIN)/python tools/benchmark.py configs/demo/spike_nvpt.yaml
+	$(RUN_ENV) $(BIN)/python tools/benchmark.py configs/demo/spike_nvpt.yaml --threads 1 --repeats 40 --warmup 3
 
 clean:
 	rm -rf runs .pytest_cache

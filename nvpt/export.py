@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +28,9 @@ from safetensors.torch import save
 
 from nvpt.config import Config, dump_config, load_config, load_config_text
 from nvpt.engine.checkpoint import atomic_write, read_safetensors
-from nvpt.engine.restore import load_run, locate
+from nvpt.engine.restore import load_run, locate, rebuild_model
 from nvpt.errors import NVPTError
-from nvpt.models import PromptedViT, build_model
+from nvpt.models import PromptedViT
 
 FORMAT = "nvpt-packed-prompts-1"
 DEFAULT_NAME = "prompts-packed.safetensors"
@@ -41,15 +40,6 @@ DEFAULT_NAME = "prompts-packed.safetensors"
 class PackedInfo:
     path: Path
     sizes: dict  # file_bytes, bits_bytes, scale_bytes, prompt_payload_bytes, fp32_vpt_prompt_bytes, payload_vs_fp32
-
-
-@contextmanager
-def _seeded(seed: int):
-    """run_training seeds torch with cfg.seed right before build_model: the same seed rebuilds
-    a randomly initialised backbone (model.pretrained=false, no file) bit for bit."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def _sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -132,8 +122,7 @@ def export_packed(run: str | Path, out: str | Path | None = None, overrides: lis
     if cfg.prompt.method != "spike_nvpt":
         raise NVPTError(f"only spike_nvpt runs can be bit-packed; {run} is a {cfg.prompt.method} run "
                         "(its prompts are not binary: use its checkpoint as it is)")
-    with _seeded(cfg.seed):
-        loaded = load_run(ckpt, overrides)
+    loaded = load_run(ckpt, overrides)
     model, cfg = loaded.model, loaded.cfg
     learned = getattr(model.prompts, "scale", None)  # None once deployed: recovered from the tokens
     tokens = model.prompt_tokens()  # [L, P, D], eval mode: no noise, no dropout
@@ -209,8 +198,7 @@ def load_packed(path: str | Path, backbone_weights: str | Path | None = None, ch
     tensors, meta, cfg = read_packed(path)
     if backbone_weights is not None:
         cfg.model["pretrained"], cfg.model["pretrained_file"] = False, str(backbone_weights)
-    with _seeded(cfg.seed):
-        model = build_model(cfg, deployed=True)
+    model = rebuild_model(cfg, deployed=True)
     if check_backbone and backbone_sha256(model) != meta.get("backbone_sha256"):
         raise NVPTError(f"the backbone built for {path} differs from the one its prompts were exported with "
                         "(sha256 mismatch): pass backbone_weights= the run's backbone weights file, "

@@ -19,7 +19,7 @@ from nvpt.engine.loop import Normalize, evaluate
 from nvpt.engine.restore import load_run
 from nvpt.engine.run import DistInfo, make_loader, prepare_data, run_training
 from nvpt.errors import NVPTError
-from nvpt.export import DEFAULT_NAME, _seeded, export_packed, factor_tokens, load_packed, read_packed, unpack_tokens
+from nvpt.export import DEFAULT_NAME, export_packed, factor_tokens, load_packed, read_packed, unpack_tokens
 from nvpt.models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,8 +69,7 @@ def test_trained_run_round_trip_is_exact(trained):
     packed = load_packed(info.path)
     assert packed.deployed and type(packed.prompts).__name__ == "StaticPrompts"
     # the reference: the run's own checkpoint through SpikePrompts (SFL + SDU), then deployed
-    with _seeded(cfg.seed):
-        reference = load_run(result.run_dir).model.deploy()
+    reference = load_run(result.run_dir).model.deploy()  # load_run seeds like training
     assert torch.equal(packed.prompts.tokens, reference.prompts.tokens)
     assert (outputs(packed) - outputs(reference)).abs().max().item() == 0.0
     # end to end: the packed model scores exactly the clean test accuracy that run_training reported

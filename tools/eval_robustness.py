@@ -1,9 +1,9 @@
 """Evaluate a trained run clean and under noise, optionally against a reference run.
 
     python tools/eval_robustness.py RUN_OR_CHECKPOINT [options]
-    python tools/eval_robustness.py runs/demo/spike_nvpt-spike_nvpt-s0
+    python tools/eval_robustness.py runs/demo/spike_nvpt-s0
     python tools/eval_robustness.py RUN --corruptions gaussian_noise shot_noise --severities 1 3 5 \\
-        --gaussian-std 0.1 0.2 --reference runs/demo/vpt_deep-vpt_deep-s0
+        --gaussian-std 0.1 0.2 --reference runs/demo/vpt_deep-s0
 
 Unset options take the run's own `eval.*` config, so with no options the numbers equal the
 run's results.json (same code: nvpt.robustness.evaluate.evaluate_robustness). Writes

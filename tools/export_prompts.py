@@ -1,6 +1,6 @@
 """Write a Spike-NVPT run's deployed prompts bit-packed (1 bit per element) with its head, in one file.
 
-    python tools/export_prompts.py runs/demo/spike_nvpt-spike_nvpt-s0 [--out FILE] [key=value ...]
+    python tools/export_prompts.py runs/demo/spike_nvpt-s0 [--out FILE] [key=value ...]
 
 Default output: RUN/prompts-packed.safetensors. Load it with nvpt.export.load_packed (no
 SpikingJelly needed). Overrides apply to the run's config, e.g.

@@ -1,8 +1,8 @@
 """Figures of Spike-NVPT under noise: membrane potentials, binary prompts, firing rates, accuracy curves.
 
     python tools/visualize_spikes.py                  # latest spike_nvpt run under runs/, else the demo model
-    python tools/visualize_spikes.py runs/demo/spike_nvpt-spike_nvpt-s0 --noise 0 0.2 0.5 --neurons 6
-    python tools/visualize_spikes.py RUN --runs runs/demo/spike_nvpt-spike_nvpt-s0 runs/demo/vpt_deep-vpt_deep-s0
+    python tools/visualize_spikes.py runs/demo/spike_nvpt-s0 --noise 0 0.2 0.5 --neurons 6
+    python tools/visualize_spikes.py RUN --runs runs/demo/spike_nvpt-s0 runs/demo/vpt_deep-s0
 
 Writes membrane_potential, binary_prompts, firing_rates and accuracy_vs_noise, each as .png
 and .pdf, into --out (default visualizations/). docs/visualizations.md explains the figures.

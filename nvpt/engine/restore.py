@@ -37,6 +37,14 @@ def locate(path: str | Path) -> tuple[Path, Path]:
     raise NVPTError(f"no run folder or checkpoint at {path}")
 
 
+def rebuild_model(cfg: Config, deployed: bool = False) -> PromptedViT:
+    """build_model seeded as run_training seeds it: a randomly initialised frozen backbone
+    (model.pretrained=false, no file) comes back bit for bit; the global RNG is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return build_model(cfg, deployed=deployed)
+
+
 def load_run(path: str | Path, overrides: list[str] | tuple = (), device: str | torch.device = "cpu") -> LoadedRun:
     """cfg from the run's config.yaml (+ overrides), model with the checkpoint's weights, in eval mode."""
     run_dir, ckpt = locate(path)
@@ -46,9 +54,7 @@ def load_run(path: str | Path, overrides: list[str] | tuple = (), device: str | 
     cfg = load_config(config, list(overrides))
     tensors, meta = read_checkpoint(ckpt)
     deployed = bool(meta.get("identity", {}).get("deployed"))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)  # as run_training: a randomly initialised frozen backbone comes back identical
-        model = build_model(cfg, deployed=deployed)
+    model = rebuild_model(cfg, deployed)
     check_identity(ckpt, meta, model_identity(model, cfg))
     load_model_state(model, tensors, ckpt)
     return LoadedRun(cfg, model.to(device).eval(), run_dir, ckpt, meta)

@@ -1,6 +1,6 @@
 """Accuracy under noise of several runs, from their results.json summaries.
 
-    curves = accuracy_curves(json.load(open("runs/demo/spike_nvpt-spike_nvpt-s0/results.json")))
+    curves = accuracy_curves(json.load(open("runs/demo/spike_nvpt-s0/results.json")))
     # {"gaussian": [(0.0, clean), (0.05, acc), ...], "gaussian_noise": [(0, clean), (1, acc), ...]}
     plot_accuracy_vs_noise({"spike_nvpt-s0": summary, "vpt_deep-s0": other}, "visualizations/accuracy_vs_noise")
 
