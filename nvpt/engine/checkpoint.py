@@ -26,6 +26,8 @@ from torch import nn
 from nvpt.errors import NVPTError
 
 FORMAT = "nvpt-checkpoint-1"
+LAST = "checkpoint-last.safetensors"  # resumable: model, optimizer, schedule, RNG, history
+BEST = "checkpoint-best.safetensors"  # best validation accuracy: model only
 
 
 def checkpoint_state(model: nn.Module) -> dict[str, torch.Tensor]:

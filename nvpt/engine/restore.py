@@ -7,11 +7,10 @@ from pathlib import Path
 import torch
 
 from nvpt.config import Config, load_config
-from nvpt.engine.checkpoint import check_identity, load_model_state, model_identity, read_checkpoint
+from nvpt.engine.checkpoint import BEST, LAST, check_identity, load_model_state, model_identity, read_checkpoint
 from nvpt.errors import NVPTError
 from nvpt.models import PromptedViT, build_model
 
-BEST, LAST = "checkpoint-best.safetensors", "checkpoint-last.safetensors"
 
 
 @dataclass

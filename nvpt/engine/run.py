@@ -24,14 +24,16 @@ from torch.utils.data.distributed import DistributedSampler
 
 from nvpt.config import Config, dump_config
 from nvpt.data import DataBundle, build_datasets
-from nvpt.engine.checkpoint import atomic_write_text, load_checkpoint, model_identity, save_checkpoint
+from nvpt.engine.checkpoint import (BEST, LAST, atomic_write_text, load_checkpoint, load_model_state, model_identity,
+                                   read_checkpoint, save_checkpoint)
 from nvpt.engine.distributed import DistInfo, barrier, cleanup, init_distributed
 from nvpt.engine.loop import Normalize, NonFiniteLoss, evaluate, train_one_epoch
 from nvpt.engine.optim import build_optimizer, WarmupCosine
 from nvpt.errors import NVPTError
 from nvpt.models import build_model
+from nvpt.robustness.evaluate import evaluate_robustness, robustness_sets
+from nvpt.robustness.report import markdown_table, write_json
 
-LAST, BEST = "checkpoint-last.safetensors", "checkpoint-best.safetensors"
 
 
 class IndexedDataset(Dataset):
@@ -148,9 +150,6 @@ class RunResult:
 def run_training(cfg: Config, config_path: str | Path | None = None, log: Callable[[str], None] = print,
                  show_progress: bool = True) -> RunResult:
     """Train per cfg, evaluate the best checkpoint clean and under noise, write the run folder."""
-    from nvpt.robustness.evaluate import evaluate_robustness, robustness_sets
-    from nvpt.robustness.report import markdown_table, write_json
-
     robustness_sets(cfg.eval)  # a bad corruption name fails now, not after training
     dist = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
     try:
@@ -236,8 +235,6 @@ def run_training(cfg: Config, config_path: str | Path | None = None, log: Callab
             barrier()
 
         # final: best weights, deployed, clean and under noise
-        from nvpt.engine.checkpoint import read_checkpoint, load_model_state
-
         tensors, _ = read_checkpoint(run_dir / BEST)
         load_model_state(model, tensors, run_dir / BEST)
         model.deploy()
@@ -248,7 +245,7 @@ def run_training(cfg: Config, config_path: str | Path | None = None, log: Callab
                        best_val_acc=best["acc"] if val_loader is not None else None,
                        eval_time_s=round(time.time() - start, 2))
         if dist.is_main:
-            (run_dir / "results.md").write_text(markdown_table(summary) + "\n")
+            atomic_write_text(run_dir / "results.md", markdown_table(summary) + "\n")
             write_json(summary, run_dir / "results.json")  # last: marks the run complete
         say(markdown_table(summary))
         return RunResult(run_dir, summary, history)
