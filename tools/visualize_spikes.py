@@ -86,16 +86,15 @@ def load_spike_run(path: Path) -> SpikeSource:
 
 def load_demo() -> SpikeSource:
     """The demo spike_nvpt model with its prompts at initialisation (as a demo run starts)."""
+    from nvpt.engine.restore import rebuild_model
     from nvpt.engine.run import prepare_data, seed_everything
-    from nvpt.models import build_model
     from nvpt.models.backbone import vpt_init_bound
 
     backbone = str(DEMO_BACKBONE) if DEMO_BACKBONE.is_file() else "null"
     cfg = load_config(DEMO_CONFIG, [f"model.pretrained_file={backbone}"])
     seed_everything(cfg.seed)
     prepare_data(cfg)  # model.num_classes from the texture set
-    seed_everything(cfg.seed)  # the same initial prompts as tools/train.py on this config
-    model = build_model(cfg).eval()
+    model = rebuild_model(cfg).eval()  # seeded as tools/train.py: the same initial prompts
     weights = "demo backbone" if backbone != "null" else "random backbone (no demo_backbone.safetensors yet)"
     return SpikeSource(model.prompts, cfg, vpt_init_bound(model.backbone), None,
                        f"demo model ({DEMO_CONFIG.name}, {weights}): UNTRAINED prompts (initialisation, seed {cfg.seed})")
@@ -186,8 +185,11 @@ def main(argv):
         source = load_spike_run(latest) if latest else load_demo()
     print(f"spike figures: {source.description}")
     prompts, train_noise = source.prompts, source.cfg.spike.noise_std
-    reference, *responses = noise_responses(prompts, [0.0, *levels], args.seed)
-    clean, noisy = noise_responses(prompts, [0.0, train_noise], args.seed)
+    # one shared noise draw scaled per level: each level's response is computed once
+    all_levels = sorted({0.0, *levels, train_noise})
+    by_level = dict(zip(all_levels, noise_responses(prompts, all_levels, args.seed)))
+    reference, clean, noisy = by_level[0.0], by_level[0.0], by_level[train_noise]
+    responses = [by_level[level] for level in levels]
     neurons = pick_neurons(prompts.current, reference.boundary, args.neurons, reference.v_threshold)
     vpt_tokens, vpt_source = vpt_reference(source, args.seed)
     print(f"VPT comparison: {vpt_source}")

@@ -93,7 +93,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scheduler, normalize: N
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], device)
     metrics = {"train_loss": loss_sum / max(seen, 1), "train_acc": 100.0 * correct / max(seen, 1),
                "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": round(time.time() - start, 2)}
-    rate = getattr(unwrap(model).prompts, "last_rate", None) if getattr(unwrap(model), "prompts", None) is not None else None
+    rate = getattr(getattr(unwrap(model), "prompts", None), "last_rate", None)
     if rate is not None:
         metrics["firing_rate"] = float(rate.detach())
     return metrics

@@ -47,7 +47,6 @@ class SpikePrompts(nn.Module):
         # identical on every DDP rank and exactly reproducible after a resume.
         self.register_buffer("noise_step", torch.zeros((), dtype=torch.long))
         self.last_rate: torch.Tensor | None = None  # mean firing rate of the last forward (for the penalty)
-        self.last_spikes: torch.Tensor | None = None  # [T, L, P, D] of the last forward (for plots)
 
     @property
     def shape(self) -> torch.Size:
@@ -77,7 +76,6 @@ class SpikePrompts(nn.Module):
             if self.training:
                 self.noise_step += 1
             binary = self.discretize(spikes)  # [L, P, D] in {0, 1}
-            self.last_spikes = spikes.detach()
             self.last_rate = spikes.mean()
             tokens = 2 * binary - 1 if self.center else binary
             return tokens * self.scale if self.scale is not None else tokens
