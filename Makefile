@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # One thread per process: torch slows down several-fold on 2 cores when the other one is busy.
 RUN_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup test demo benchmark clean
+.PHONY: setup test demo benchmark benchmark-demo clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -22,7 +22,12 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(RUN_ENV) $(BIN)/python tools/demo.py
 
+# ViT-B/16 (configs/dtd.yaml, random weights: speed does not depend on them), ~12 min on one core
 benchmark: $(STAMP)
+	$(RUN_ENV) $(BIN)/python tools/benchmark.py configs/dtd.yaml --threads 1 --batch-size 8 --repeats 7 --warmup 1 --sfl-batches 1 8
+
+# the demo ViT (dim 96, 17 tokens), ~1 min: see docs/performance.md for the two targets it sits on
+benchmark-demo: $(STAMP)
 	$(RUN_ENV) $(BIN)/python tools/benchmark.py configs/demo/spike_nvpt.yaml --threads 1 --repeats 40 --warmup 3
 
 clean:

@@ -93,3 +93,33 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, monkeypatch):
         assert run_main(benchmark.main, [str(tmp_path / "tiny.yaml"), *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.strip().count("\n") == 0
+
+
+def test_models_share_one_backbone_and_the_bare_one_has_no_hooks(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    import argparse
+
+    import benchmark
+    import torch
+
+    dump_config(tiny_cfg(), tmp_path / "tiny.yaml")
+    args = argparse.Namespace(config=str(tmp_path / "tiny.yaml"), overrides=[], weights=False, time_steps=[2, 4])
+    built = benchmark.build_models(args, torch.device("cpu"))
+    bare = built["bare"]
+    reference = bare.state_dict()
+    qkv, head = bare.blocks[0].attn.qkv.weight, bare.get_classifier().weight
+    for model in [built["vpt"], built["spike"], built["deployed"], *built["per_t"].values()]:
+        assert model.backbone is not bare
+        assert all(torch.equal(reference[k], v) for k, v in model.backbone.state_dict().items())
+        # one copy of the frozen weights in memory; the head, which trains, is each model's own
+        assert model.backbone.blocks[0].attn.qkv.weight.data_ptr() == qkv.data_ptr()
+        assert model.backbone.get_classifier().weight.data_ptr() != head.data_ptr()
+        assert not qkv.requires_grad and model.backbone.get_classifier().weight.requires_grad
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable and all(n.startswith(("prompts.", "backbone.head.")) for n in trainable), trainable
+    # the prompted backbones carry the prompt hooks; the bare timm model carries none
+    assert any(block._forward_pre_hooks for block in built["vpt"].backbone.blocks)
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in bare.modules())
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(bare(images), built["vpt"].backbone(images))  # hooks idle outside PromptedViT.forward

@@ -1,13 +1,13 @@
 """Speed and memory of Spike-NVPT against VPT and the bare backbone, all in one process.
 
-    python tools/benchmark.py configs/demo/spike_nvpt.yaml [key=value ...] [--batch-size 64] [--repeats 15]
+    python tools/benchmark.py configs/dtd.yaml [key=value ...] [--batch-size 64] [--repeats 15]
         [--warmup 3] [--sfl-batches 1 8 64] [--time-steps 4 8] [--out FILE.json] [--device auto] [--threads 1]
 
-Every model shares the backbone weights and sees the same random batch of [0,1] images
-(no dataset). Timed repeats of the models being compared are interleaved, round r running
-them in an order rotated by r, so a shared machine's load hits each alike; each reported
-time is a median over repeats, and each ratio the median of the per-round ratios with its
-min/max and quartiles. Targets (PASS/FAIL, printed and in the JSON):
+Every model computes with one shared copy of the backbone weights and sees the same random
+batch of [0,1] images (no dataset). Timed repeats of the models being compared are
+interleaved, round r running them in an order rotated by r, so a shared machine's load hits
+each alike; each reported time is a median over repeats, and each ratio the median of the
+per-round ratios with its min/max and quartiles. Targets (PASS/FAIL, printed and in the JSON):
   deployed Spike-NVPT / VPT inference time                 <= 1.01
   deployed Spike-NVPT / bare backbone inference time       <= (tokens with prompts / without) * 1.03
   Spike-NVPT / VPT training step, at every --time-steps T  <= 1.05
@@ -35,7 +35,7 @@ from nvpt.config import load_config
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.loop import autocast_for
 from nvpt.errors import NVPTError
-from nvpt.models import build_model
+from nvpt.models import build_model, create_backbone
 
 DEFAULT_NUM_CLASSES = 10  # configs that take num_classes from the dataset: the head size barely matters
 TARGETS = {"deployed_vs_vpt_inference": 1.01, "token_slack": 1.03, "train_step": 1.05, "sfl_batch_growth": 1.1}
@@ -179,28 +179,45 @@ def load_cfg(config: str, overrides: list[str], weights: bool, extra: list[str])
     return cfg
 
 
+def share_frozen_weights(target: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Point target's backbone at source's weight tensors, so every model computes with the very same
+    memory (where a copy of the weights sits can change its speed by about as much as the 1 % the
+    first target allows); the classifier, which trains, keeps a copy of its own."""
+    head = {id(p) for p in source.get_classifier().parameters()}
+    frozen = {k: v for k, v in source.state_dict(keep_vars=True).items() if id(v) not in head}
+    missing, unexpected = target.load_state_dict(frozen, strict=False, assign=True)
+    head_keys = {k for k, v in source.state_dict(keep_vars=True).items() if id(v) in head}
+    if unexpected or set(missing) != head_keys:
+        raise NVPTError(f"backbones differ: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+    target.get_classifier().load_state_dict(source.get_classifier().state_dict())
+
+
 def build_models(args, device: torch.device) -> dict:
-    """bare backbone, VPT, Spike-NVPT (eval: SFL per forward), deployed Spike-NVPT, Spike-NVPT per T."""
+    """bare backbone, VPT, Spike-NVPT (eval: SFL per forward), deployed Spike-NVPT, Spike-NVPT per T.
+
+    All of them share one set of backbone weights. The bare backbone is a separate timm model
+    without prompt hooks, so its time holds nothing of the prompting code."""
     spike_cfg = load_cfg(args.config, args.overrides, args.weights, ["prompt.method=spike_nvpt"])
     vpt_method = "vpt_deep" if spike_cfg.prompt.deep else "vpt_shallow"  # the same [L, P, D] prompt shape
     vpt_cfg = load_cfg(args.config, args.overrides, args.weights, [f"prompt.method={vpt_method}"])
     torch.manual_seed(spike_cfg.seed)
-    spike = build_model(spike_cfg)
-    vpt = build_model(vpt_cfg)
-    vpt.backbone.load_state_dict(spike.backbone.state_dict())  # one set of backbone weights for every model
-    deployed = build_model(spike_cfg)
+    spike = build_model(spike_cfg).to(device)
+    vpt = build_model(vpt_cfg).to(device)
+    if tuple(vpt.prompts.shape) != tuple(spike.prompts.shape):
+        raise NVPTError(f"prompt shapes differ: {vpt_method} {tuple(vpt.prompts.shape)} vs spike_nvpt {tuple(spike.prompts.shape)}")
+    bare = create_backbone(spike_cfg).to(device).eval()
+    deployed = build_model(spike_cfg).to(device)
     deployed.load_state_dict(spike.state_dict())
     deployed.deploy()
     per_t = {}
     for steps in args.time_steps:
         cfg_t = load_cfg(args.config, args.overrides, args.weights, ["prompt.method=spike_nvpt", f"spike.time_steps={steps}"])
-        model = build_model(cfg_t)
-        model.load_state_dict(spike.state_dict())
-        per_t[steps] = model.to(device)
-    if tuple(vpt.prompts.shape) != tuple(spike.prompts.shape):
-        raise NVPTError(f"prompt shapes differ: {vpt_method} {tuple(vpt.prompts.shape)} vs spike_nvpt {tuple(spike.prompts.shape)}")
-    return {"cfg": spike_cfg, "vpt_method": vpt_method, "vpt": vpt.to(device), "spike": spike.to(device),
-            "deployed": deployed.to(device), "per_t": per_t}
+        per_t[steps] = build_model(cfg_t).to(device)
+        per_t[steps].load_state_dict(spike.state_dict())
+    for backbone in [vpt.backbone, bare, deployed.backbone] + [model.backbone for model in per_t.values()]:
+        share_frozen_weights(backbone, spike.backbone)
+    return {"cfg": spike_cfg, "vpt_method": vpt_method, "bare": bare, "vpt": vpt, "spike": spike,
+            "deployed": deployed, "per_t": per_t}
 
 
 def inference_fn(module, images, amp):
@@ -260,7 +277,7 @@ def run_benchmark(args, device: torch.device, log=print) -> dict:
     built = build_models(args, device)
     cfg, vpt, spike, deployed = built["cfg"], built["vpt"], built["spike"], built["deployed"]
     vpt_name = built["vpt_method"]
-    bb = vpt.backbone
+    bb = built["bare"]
     batch = args.batch_size or cfg.data.batch_size
     img, chans = bb.patch_embed.img_size, bb.patch_embed.proj.in_channels
     gen = torch.Generator().manual_seed(0)
@@ -288,7 +305,7 @@ def run_benchmark(args, device: torch.device, log=print) -> dict:
                   "spike_time_steps": cfg.spike.time_steps, "vpt_method": vpt_name},
     }
 
-    # inference: bare backbone (its prompt hooks are inactive outside PromptedViT.forward), VPT, SFL per forward, deployed
+    # inference: bare timm backbone (no hooks), VPT, SFL per forward, deployed
     for model in (vpt, spike, deployed):
         model.eval()
     infer = {"backbone": inference_fn(bb, images, amp), vpt_name: inference_fn(vpt, images, amp),

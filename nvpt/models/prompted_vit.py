@@ -72,6 +72,8 @@ class PromptedViT(nn.Module):
 
     def _batch_prompts(self, layer: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
         tokens = self._active["tokens"][layer].to(dtype).unsqueeze(0).expand(batch, -1, -1)  # [B, P, D]
+        if self.prompt_dropout.p == 0:  # skip a module call per block: the hooks run on every forward
+            return tokens
         return self.prompt_dropout(tokens)  # a fresh mask per sample (VPT)
 
     def _insert_hook(self, module, args):
