@@ -356,6 +356,10 @@ TOOL_ROWS = [
     ("export_backbone.py", "not-a-full-run", ["{spike_run}", "{tmp}/backbone.safetensors"],
      r"is a spike_nvpt run; only a `full` run trains the backbone"),
     ("export_backbone.py", "missing-run", ["{tmp}/nope", "{tmp}/backbone.safetensors"], r"no run folder or checkpoint at"),
+    ("sfl_smoke.py", "no-arguments", [], r"the following arguments are required: out_dir, report"),
+    ("sfl_smoke.py", "unknown-device", ["{tmp}/run", "{tmp}/r.json", "--device", "tpu"], r"invalid choice: 'tpu'"),
+    pytest.param("sfl_smoke.py", "cuda-without-cuda", ["{tmp}/run", "{tmp}/r.json"], r"--device cuda but CUDA is not available",
+                 marks=NO_CUDA),
     ("demo.py", "unknown-method", ["--methods", "lora"], r"unknown method 'lora'"),
     ("demo.py", "unknown-override", ["train.epoch=1"], r"unknown config key 'train\.epoch'"),
 ]

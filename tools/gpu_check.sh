@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks on a lent CUDA machine (written for the H200 device; ~3-5 minutes after start-up):
 #   1. the CuPy vs torch SFL identity test      (pytest tests/test_spiking.py -k cupy; skipped without CUDA)
-#   2. a spike_nvpt training smoke on CUDA      (AMP bf16; asserts the SFL ran in fp32 on the cupy backend chosen by auto)
+#   2. a spike_nvpt training smoke on CUDA      (tools/sfl_smoke.py: AMP bf16; the SFL ran in fp32 on the cupy backend auto chose)
 #   3. the benchmark on configs/dtd.yaml        (ViT-B/16 224 px, random weights, batch 64) and on the demo ViT
 # Everything lands in $OUT: gpu_check.log, smoke.json, benchmark-dtd-cuda.json, benchmark-demo-cuda.json.
 #
@@ -68,45 +68,7 @@ grep -q "PASSED tests/test_spiking.py::test_cupy_and_torch_backends_agree" "$OUT
 
 stage "2/3 spike_nvpt training smoke on CUDA, AMP bf16"
 SMOKE_DIR=$(mktemp -d)
-timeout 300 "$PY" - "$SMOKE_DIR" "$OUT/smoke.json" <<'EOF'
-import json, math, sys
-import torch
-from nvpt.config import load_config
-from nvpt.engine.run import run_training
-from nvpt.spiking import signal_filter
-
-seen = []  # every SFL call during training and evaluation: backend, dtypes, autocast state
-original = signal_filter.SignalFilteringLayer.forward
-
-def spy(self, currents):
-    spikes = original(self, currents)
-    seen.append({"backend": self.backend, "in": str(currents.dtype), "out": str(spikes.dtype),
-                 "device": currents.device.type, "autocast": torch.is_autocast_enabled("cuda"),
-                 "grad": currents.requires_grad})
-    return spikes
-
-signal_filter.SignalFilteringLayer.forward = spy
-cfg = load_config("configs/demo/spike_nvpt.yaml", [
-    "model.pretrained_file=null", "train.device=cuda", "train.amp=true", "train.amp_dtype=bfloat16",
-    "spike.backend=auto", "train.epochs=2", "train.warmup_epochs=0", "data.train_per_class=16",
-    "data.test_per_class=8", "eval.gaussian_std=[0.1]", "train.threads=4", f"output_dir={sys.argv[1]}"])
-result = run_training(cfg, log=print, show_progress=False)
-trained = [s for s in seen if s["grad"]]
-report = {"sfl_calls": len(seen), "sfl_training_calls": len(trained),
-          "backends": sorted({s["backend"] for s in seen}), "input_dtypes": sorted({s["in"] for s in seen}),
-          "output_dtypes": sorted({s["out"] for s in seen}), "devices": sorted({s["device"] for s in seen}),
-          "autocast_inside_sfl": sorted({s["autocast"] for s in seen}),
-          "history": result.history, "clean_acc": result.summary["clean"]}
-print(json.dumps({k: v for k, v in report.items() if k != "history"}))
-with open(sys.argv[2], "w") as handle:
-    json.dump(report, handle, indent=1)
-assert trained, "no SFL call with gradients: spike_nvpt did not train"
-assert report["backends"] == ["cupy"], f"auto did not pick the cupy backend on CUDA: {report['backends']}"
-assert report["input_dtypes"] == report["output_dtypes"] == ["torch.float32"], "the SFL did not run in fp32"
-assert report["devices"] == ["cuda"] and report["autocast_inside_sfl"] == [False]
-assert all(math.isfinite(h["train_loss"]) for h in result.history)
-print("smoke OK: SFL on cupy in fp32 inside bf16 autocast training")
-EOF
+timeout 300 "$PY" tools/sfl_smoke.py "$SMOKE_DIR" "$OUT/smoke.json" --device cuda --amp-dtype bfloat16
 
 stage "3/3 benchmark: ViT-B/16 (configs/dtd.yaml, random weights), batch 64"
 timeout 420 "$PY" tools/benchmark.py configs/dtd.yaml --device cuda --batch-size 64 --repeats 20 --warmup 5 \
