@@ -10,12 +10,14 @@ the torch backend instead, without AMP. Either way every SFL call is in the JSON
 import json
 import math
 import sys
+from pathlib import Path
 
 import _bootstrap  # noqa: F401
 import torch
 
 from nvpt.cli import parser, run_main
 from nvpt.config import load_config
+from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.run import run_training
 from nvpt.errors import NVPTError
 from nvpt.spiking import signal_filter
@@ -63,8 +65,7 @@ def main(argv):
               "autocast_inside_sfl": sorted({s["autocast"] for s in seen}),
               "history": result.history, "clean_acc": result.summary["clean"]}
     print(json.dumps({k: v for k, v in report.items() if k != "history"}))
-    with open(args.report, "w") as handle:
-        json.dump(report, handle, indent=1)
+    atomic_write_text(Path(args.report), json.dumps(report, indent=1) + "\n")
     expected_backend = "cupy" if cuda else "torch"
     checks = [
         (bool(trained), "no SFL call with gradients: spike_nvpt did not train"),
