@@ -183,10 +183,11 @@ def share_frozen_weights(target: torch.nn.Module, source: torch.nn.Module) -> No
     """Point target's backbone at source's weight tensors, so every model computes with the very same
     memory (where a copy of the weights sits can change its speed by about as much as the 1 % the
     first target allows); the classifier, which trains, keeps a copy of its own."""
+    state = source.state_dict(keep_vars=True)
     head = {id(p) for p in source.get_classifier().parameters()}
-    frozen = {k: v for k, v in source.state_dict(keep_vars=True).items() if id(v) not in head}
+    head_keys = {k for k, v in state.items() if id(v) in head}
+    frozen = {k: v for k, v in state.items() if k not in head_keys}
     missing, unexpected = target.load_state_dict(frozen, strict=False, assign=True)
-    head_keys = {k for k, v in source.state_dict(keep_vars=True).items() if id(v) in head}
     if unexpected or set(missing) != head_keys:
         raise NVPTError(f"backbones differ: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
     target.get_classifier().load_state_dict(source.get_classifier().state_dict())
