@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # One thread per process: torch slows down several-fold on 2 cores when the other one is busy.
 RUN_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup test demo benchmark benchmark-demo clean
+.PHONY: setup test demo pretrain benchmark benchmark-demo clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -21,6 +21,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(RUN_ENV) $(BIN)/python tools/demo.py
+
+# the demo backbone from procedurally generated images (~1.5 h on one core; resumes: see nvpt/assets/DEMO_BACKBONE.md)
+pretrain: $(STAMP)
+	$(RUN_ENV) $(BIN)/python tools/pretrain.py configs/demo/backbone.yaml
 
 # ViT-B/16 (configs/dtd.yaml, random weights: speed does not depend on them), ~12 min on one core
 benchmark: $(STAMP)

@@ -23,7 +23,8 @@ import yaml
 from nvpt.errors import NVPTError
 
 METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full")
-DATASETS = ("dtd", "vtab", "image_folder", "textures", "fashion_mnist")
+DATASETS = ("dtd", "vtab", "image_folder", "textures", "fashion_mnist", "synthetic")
+SYNTHETIC_FAMILIES = ("dead_leaves", "spectral", "sinusoids", "gabor", "fractal")
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
 
 
@@ -89,11 +90,17 @@ SCHEMA: dict[str, Key] = {
     "data.transform": _k("vtab", "str", "vtab: resize to the model size; fgvc: random resized crop + flip for training", choices=("vtab", "fgvc")),
     "data.mean": _k(None, "float_list", "normalisation mean; null: the backbone's timm pretrained config", nullable=True),
     "data.std": _k(None, "float_list", "normalisation std; null: the backbone's timm pretrained config", nullable=True),
-    "data.val_fraction": _k(0.1, "float", "image_folder/fashion_mnist/textures: share of training data held out for validation", min=0.0, max=0.9),
+    "data.val_fraction": _k(0.1, "float", "image_folder/fashion_mnist/textures/synthetic: share of training data held out for validation", min=0.0, max=0.9),
     "data.grayscale": _k(False, "bool", "textures: grayscale images (replicated to the model's channels)"),
-    "data.crop_size": _k(64, "int", "textures: side of the square crops cut from each photograph", min=8),
-    "data.train_per_class": _k(60, "int", "textures: training crops per class", min=1),
-    "data.test_per_class": _k(30, "int", "textures: test crops per class", min=1),
+    "data.crop_size": _k(64, "int", "textures: side of the square crops cut from each photograph; synthetic: side of the rendered images", min=8),
+    "data.train_per_class": _k(60, "int", "textures, synthetic: training images per class", min=1),
+    "data.test_per_class": _k(30, "int", "textures, synthetic: test images per class", min=1),
+    "data.val_per_class": _k(None, "int", "textures, synthetic: validation images per class; null: round(train_per_class * val_fraction)", min=1, nullable=True),
+    "data.synthetic_classes": _k(400, "int", "synthetic: number of procedurally generated classes (families take turns)", min=2),
+    "data.synthetic_families": _k(list(SYNTHETIC_FAMILIES), "str_list", "synthetic: generator families of the classes", choices=SYNTHETIC_FAMILIES),
+    "data.generator_seed": _k(0, "int", "synthetic: seed of the class parameters and of every rendered image (the task itself)", min=0),
+    "data.crop_scale": _k([0.08, 1.0], "float_list", "synthetic with data.transform=fgvc: area range of the random resized crops"),
+    "data.random_grayscale": _k(0.0, "float", "synthetic with data.transform=fgvc: probability of a grayscale training image", min=0.0, max=1.0),
     "data.subset": _k(None, "int", "fashion_mnist: use only the first N training images (for a quick run)", min=1, nullable=True),
     "data.batch_size": _k(64, "int", "global batch size (split across torchrun processes)", min=1),
     "data.eval_batch_size": _k(128, "int", "batch size for evaluation", min=1),
@@ -119,6 +126,7 @@ SCHEMA: dict[str, Key] = {
     "eval.gaussian_std": _k([0.05, 0.1, 0.2, 0.3, 0.5], "float_list", "Gaussian noise sigmas (on [0,1] images) for the final evaluation"),
     "eval.corruptions": _k([], "str_list", "corruption names for the final evaluation (see nvpt.robustness)"),
     "eval.severities": _k([1, 2, 3, 4, 5], "int_list", "severities of eval.corruptions"),
+    "eval.split": _k("test", "str", "split of the final evaluation: test, or val for choices made on validation (the test split stays untouched)", choices=("test", "val")),
     "eval.seed": _k(0, "int", "seed of the evaluation noise: the same noisy test images for every method, training seed and rerun", min=0),
     "eval.corruption_table": _k("auto", "str", "severity constants: imagenet, cifar, or auto (cifar below 64 px)", choices=("auto", "imagenet", "cifar")),
 }
@@ -304,6 +312,11 @@ def _check_relations(cfg: Config) -> None:
         raise NVPTError("config keys data.mean and data.std must be given together (or both null)")
     if cfg.data.mean is not None and len(cfg.data.mean) != len(cfg.data.std):
         raise NVPTError("config keys data.mean and data.std must have the same length")
+    scale = cfg.data.crop_scale
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise NVPTError(f"config key 'data.crop_scale' must be [min, max] with 0 < min <= max <= 1, got {scale}")
+    if not cfg.data.synthetic_families:
+        raise NVPTError("config key 'data.synthetic_families' must name at least one family")
     if cfg.prompt.length == 0 and cfg.prompt.method == "spike_nvpt":
         raise NVPTError("config key 'prompt.length' must be >= 1 for prompt.method=spike_nvpt")
 

@@ -1,15 +1,13 @@
-"""Write a trained run's backbone (every timm weight) to a .safetensors file for model.pretrained_file.
+"""Write a trained `full` run's backbone (every timm weight) to a .safetensors file for model.pretrained_file.
 
-    python tools/export_backbone.py runs/demo-backbone/backbone-full-s0 nvpt/assets/demo_backbone.safetensors
+    python tools/export_backbone.py runs/pretrain/backbone-full-s0 nvpt/assets/demo_backbone.safetensors
 """
 import sys
 
 import _bootstrap  # noqa: F401
 
 from nvpt.cli import parser, run_main
-from nvpt.engine.checkpoint import atomic_write
-from nvpt.engine.restore import load_run
-from nvpt.errors import NVPTError
+from nvpt.pretrain import export_backbone
 
 
 def main(argv):
@@ -17,19 +15,8 @@ def main(argv):
     p.add_argument("run", help="run folder (its best checkpoint) or checkpoint file")
     p.add_argument("out", help="output .safetensors path")
     args = p.parse_args(argv)
-    if not args.out.endswith(".safetensors"):
-        raise NVPTError(f"output {args.out} must end in .safetensors")
-    loaded = load_run(args.run)
-    if loaded.cfg.prompt.method != "full":
-        raise NVPTError(f"{args.run} is a {loaded.cfg.prompt.method} run; only a `full` run trains the backbone")
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
-    state = {k: v.contiguous() for k, v in loaded.model.backbone.state_dict().items()}
-    meta = {"source": str(loaded.checkpoint), "model": loaded.cfg.model.name, "kwargs": loaded.cfg.model.kwargs or ""}
-    atomic_write(Path(args.out), lambda tmp: save_file(state, str(tmp), metadata=meta))
-    print(f"wrote {args.out}: {len(state)} tensors, {sum(v.numel() for v in state.values()):,} values")
+    path, count, digest = export_backbone(args.run, args.out)
+    print(f"wrote {path}: {count:,} values, sha256 {digest}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ _BUILDERS = {
     "image_folder": "nvpt.data.image_folder",
     "textures": "nvpt.data.textures",
     "fashion_mnist": "nvpt.data.fashion_mnist",
+    "synthetic": "nvpt.data.synthetic",
 }
 
 
@@ -80,6 +81,14 @@ def _per_channel(values: Sequence[float], in_chans: int, what: str) -> tuple[flo
     raise NVPTError(
         f"{what} has {len(values)} values but the model takes {in_chans} channels; give data.mean/data.std with {in_chans} values"
     )
+
+
+def val_count(d) -> int:
+    """Validation images per class of the generated sets (textures, synthetic): data.val_per_class, else a
+    data.val_fraction share of data.train_per_class (at least 1); 0 when val_fraction is 0 (no validation split)."""
+    if d.val_per_class is not None:
+        return d.val_per_class
+    return max(1, round(d.train_per_class * d.val_fraction)) if d.val_fraction > 0 else 0
 
 
 def holdout_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from nvpt.data import Splits
+from nvpt.data import Splits, val_count
 from nvpt.data.image_folder import load_image
 from nvpt.data.transforms import vtab_transform
 from nvpt.errors import NVPTError
@@ -87,7 +87,7 @@ def build(cfg, img_size: int, in_chans: int) -> Splits:
         return TextureCrops(photos, split, per_class, d.crop_size, cfg.seed, transform)
 
     val = None
-    if d.val_fraction > 0:
-        val = crops("val", max(1, round(d.train_per_class * d.val_fraction)), eval_tf)
+    if val_count(d):
+        val = crops("val", val_count(d), eval_tf)
     names = [name for name, _ in photos]
     return Splits(crops("train", d.train_per_class, train_tf), val, crops("test", d.test_per_class, eval_tf), names)

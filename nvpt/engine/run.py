@@ -171,6 +171,10 @@ def run_training(cfg: Config, config_path: str | Path | None = None, log: Callab
         train_loader = make_loader(bundle.train, per_rank_batch, cfg, dist, True, device)
         val_loader = make_loader(bundle.val, cfg.data.eval_batch_size, cfg, dist, False, device) if bundle.val else None
         test_loader = make_loader(bundle.test, cfg.data.eval_batch_size, cfg, dist, False, device)
+        if cfg.eval.split == "val" and val_loader is None:
+            raise NVPTError(f"eval.split=val but {cfg.data.name} has no validation split here; set data.val_fraction > 0 "
+                            "(or data.val_per_class) or eval.split=test")
+        final_loader = val_loader if cfg.eval.split == "val" else test_loader
 
         steps = len(train_loader) if cfg.train.max_steps_per_epoch is None else min(len(train_loader), cfg.train.max_steps_per_epoch)
         optimizer = build_optimizer(model, cfg.train, cfg.data.batch_size)
@@ -239,9 +243,9 @@ def run_training(cfg: Config, config_path: str | Path | None = None, log: Callab
         load_model_state(model, tensors, run_dir / BEST)
         model.deploy()
         start = time.time()
-        summary = evaluate_robustness(model, test_loader, normalize, device, cfg.eval, img_size, amp=use_amp,
+        summary = evaluate_robustness(model, final_loader, normalize, device, cfg.eval, img_size, amp=use_amp,
                                       amp_dtype=amp_dtype, show_progress=show_progress)
-        summary.update(method=cfg.prompt.method, seed=cfg.seed, best_epoch=best["epoch"],
+        summary.update(method=cfg.prompt.method, seed=cfg.seed, split=cfg.eval.split, best_epoch=best["epoch"],
                        best_val_acc=best["acc"] if val_loader is not None else None,
                        eval_time_s=round(time.time() - start, 2))
         if dist.is_main:

@@ -235,3 +235,36 @@ def plot_comparison(comp: dict, path: str | os.PathLike) -> list[Path]:
     finally:
         plt.close(fig)
     return written
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+def sweep_rows(comparisons: dict[str, dict]) -> list[dict]:
+    """One row per (point, method) of several compare_runs() outputs, e.g. the points of a recipe search:
+    {point, method, clean, mca} with clean / mca the aggregate_seeds() stats over the point's seeds."""
+    rows = []
+    for point, comp in comparisons.items():
+        for method in comp["methods"]:
+            acc = comp["accuracy"][method]
+            rows.append({"point": point, "method": method, "seeds": comp["seeds"], "clean": acc[CLEAN],
+                         "mca": acc.get(MEAN)})
+    return rows
+
+
+def best_row(rows: list[dict], by: str = "clean") -> dict:
+    """The row with the highest mean `by` (clean or mca); the first one wins a tie."""
+    if not rows:
+        raise NVPTError("no sweep rows to choose from")
+    return max(rows, key=lambda r: (r[by]["mean"] if r[by] is not None else -math.inf))
+
+
+def sweep_markdown(rows: list[dict], chosen: dict | None = None) -> str:
+    """| point | method | seeds | clean | mCA | with the chosen row in bold."""
+    lines = ["| point | method | seeds | clean | mCA |", "|---|---|---|---:|---:|"]
+    for r in rows:
+        cells = [r["point"], r["method"], ",".join(map(str, r["seeds"])), _cell(r["clean"]),
+                 _cell(r["mca"]) if r["mca"] is not None else "n/a"]
+        if r is chosen:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The method study of docs/protocol.md, selection on the VALIDATION split (eval.split=val), grayscale
+# textures, 3 seeds per point. Finished runs are reused: the script can be stopped and restarted.
+#   bash tools/reproduce_study.sh recipe vpt_deep     # 1. coordinate-wise recipe search of one method
+#   bash tools/reproduce_study.sh recipe spike_nvpt
+#   bash tools/reproduce_study.sh variants            # 2. Spike-NVPT readings (configs/study/*.yaml)
+# Tables: runs/study/<method>/sweep.md and runs/study/variants/comparison.md (copied to docs/results/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+CFG=configs/experiments/textures.yaml
+OUT=runs/study
+
+point() {  # method lr epochs length -> runs/study/<method>/lr<lr>-e<epochs>-p<length>/comparison.json
+  local dir=$OUT/$1/lr$2-e$3-p$4
+  [ -f $dir/comparison.json ] && return 0
+  mkdir -p $dir
+  $PY tools/compare.py $CFG train.threads=1 eval.split=val train.base_lr=$2 train.epochs=$3 prompt.length=$4 \
+      output_dir=$dir/runs --out $dir --methods $1 --reference $1 --seeds 3 > $dir/log.txt
+}
+
+best() {  # method -> the point with the best mean clean validation accuracy so far
+  $PY tools/sweep_table.py $OUT/$1/*/comparison.json --by clean --print-best point
+}
+
+case "${1:-}" in
+  recipe)
+    m=$2
+    for lr in 0.25 1 4; do point $m $lr 24 8; done
+    b=$(best $m); lr=${b#lr}; lr=${lr%%-*}
+    point $m $lr 48 8
+    b=$(best $m); e=${b#*-e}; e=${e%%-*}
+    point $m $lr $e 16
+    $PY tools/sweep_table.py $OUT/$m/*/comparison.json --by clean --out $OUT/$m/sweep.md
+    echo "best point of $m: $(best $m)"
+    ;;
+  variants)
+    $PY tools/compare.py $CFG train.threads=1 eval.split=val output_dir=$OUT/variants/runs --out $OUT/variants \
+        --seeds 3 --methods vpt_deep spike_nvpt configs/study/*.yaml
+    ;;
+  *)
+    echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants" >&2; exit 2 ;;
+esac
