@@ -171,7 +171,8 @@ def test_non_spike_runs_are_refused(tmp_path):
 
 def test_tokens_that_are_not_binary_are_refused():
     tokens = torch.tensor([[[0.5, 0.0], [0.5, 0.25]]])  # [L=1, P=2, D=2]; channel 1 holds 0 and 0.25: fine
-    bits, scale = factor_tokens(tokens, None, "channel", center=False)
+    bits, scale, shift = factor_tokens(tokens, None, "channel", center=False)
+    assert shift is None
     assert torch.equal(unpack_tokens(bits, tokens.shape, scale, False), tokens)
     bad = torch.tensor([[[0.5, 0.0], [0.4, 0.25]]])  # channel 0 holds 0.5 and 0.4: two non-zero values
     with pytest.raises(NVPTError, match="not exactly scale \\* b with binary b \\(1 of 4"):
