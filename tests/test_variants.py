@@ -240,10 +240,12 @@ def test_sfl_starts_from_a_given_membrane_and_returns_the_final_one():
 
     sfl = SignalFilteringLayer(2, 1.0, reset="soft")
     currents = torch.full((2, 2, 3), 0.3)
-    spikes, v = sfl(currents, v_init=torch.full((2, 3), 0.6), return_v=True)  # 0.9, 1.2 -> spike, 0.2
-    assert spikes[:, 0, 0].tolist() == [0.0, 1.0] and v.shape == (2, 3)
-    torch.testing.assert_close(v, torch.full((2, 3), 0.2))
-    assert not sfl(currents).any()  # the next call starts from 0 again
+    for training in (True, False):  # SpikingJelly's training loop and its scripted eval path
+        sfl.train(training)
+        spikes, v = sfl(currents, v_init=torch.full((2, 3), 0.6), return_v=True)  # 0.9, 1.2 -> spike, 0.2
+        assert spikes[:, 0, 0].tolist() == [0.0, 1.0] and v.shape == (2, 3)
+        torch.testing.assert_close(v, torch.full((2, 3), 0.2))
+        assert not sfl(currents).any()  # the next call starts from 0 again
 
 
 # -- 5. gradient path ------------------------------------------------------------------
