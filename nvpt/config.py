@@ -80,6 +80,12 @@ SCHEMA: dict[str, Key] = {
     "spike.target_rate": _k(None, "float", "firing rate the penalty pulls toward; null: no penalty", min=0.0, max=1.0, nullable=True),
     "spike.rate_penalty": _k(0.0, "float", "weight of (mean firing rate - target_rate)^2 in the loss", min=0.0),
     "spike.backend": _k("auto", "str", "SpikingJelly backend: auto = cupy on CUDA when cupy imports, else torch", choices=("auto", "cupy", "torch")),
+    "spike.shift": _k("none", "str", "learned shift added to the decoded prompt, tokens = scale * b + shift: per channel (shared by a layer's tokens, init 0) or none", choices=("none", "channel")),
+    "spike.noise_schedule": _k("constant", "str", "training noise std = noise_std * factor, the factor going from 1 at the first training step to 0 at the last: constant (always 1), linear or cosine", choices=("constant", "linear", "cosine")),
+    "spike.persistent": _k(False, "bool", "the IF membrane potential persists from one training iteration to the next (reset only by spikes); eval and deploy use the bits of the last training iteration"),
+    "spike.gradient": _k("surrogate", "str", "gradient to the latent current U: surrogate (through the IF dynamics, straight-through on the rate) or ste (the binary prompt's gradient passed to U unchanged)", choices=("surrogate", "ste")),
+    "spike.current_lr_scale": _k(1.0, "float", "learning rate of the latent current U relative to the other parameters (!= 1: U gets its own optimizer group)", min=0.0, min_exclusive=True),
+    "spike.stochastic": _k(False, "bool", "training: b ~ Bernoulli(firing rate) (BinaryConnect's stochastic binarisation); eval: the deterministic rate rule (discretize=rate only)"),
 
     "data.name": _k("dtd", "str", "dataset", choices=DATASETS),
     "data.root": _k("data", "str", "folder holding the dataset (see README: Datasets)"),
@@ -317,6 +323,10 @@ def _check_relations(cfg: Config) -> None:
         raise NVPTError(f"config key 'data.crop_scale' must be [min, max] with 0 < min <= max <= 1, got {scale}")
     if not cfg.data.synthetic_families:
         raise NVPTError("config key 'data.synthetic_families' must name at least one family")
+    if cfg.spike.persistent and cfg.spike.filter != "if":
+        raise NVPTError("config key 'spike.persistent' needs the IF filter (spike.filter=if): spike.filter=none has no membrane")
+    if cfg.spike.stochastic and cfg.spike.discretize != "rate":
+        raise NVPTError("config key 'spike.stochastic' samples bits from the firing rate: it needs spike.discretize=rate")
     if cfg.prompt.length == 0 and cfg.prompt.method == "spike_nvpt":
         raise NVPTError("config key 'prompt.length' must be >= 1 for prompt.method=spike_nvpt")
 

@@ -1,17 +1,21 @@
-"""Bit-packed export of a trained Spike-NVPT model: 1 bit per prompt element, plus scale and head.
+"""Bit-packed export of a trained Spike-NVPT model: 1 bit per prompt element, plus scale, shift and head.
 
-A deployed Spike-NVPT prompt is `scale * b` (`scale * (2b - 1)` with spike.center), b in {0, 1}
-per element, so the binary pattern packs to L*P*D/8 bytes: 1/32 of VPT's fp32 prompts of the
-same shape [L, P, D], plus the scale ([L, 1, D] per channel, [L, 1, 1] per layer, none).
+A deployed Spike-NVPT prompt is `scale * b + shift` (`scale * (2b - 1) + shift` with spike.center;
+scale and shift each optional), b in {0, 1} per element, so the binary pattern packs to
+L*P*D/8 bytes: 1/32 of VPT's fp32 prompts of the same shape [L, P, D], plus the scale
+([L, 1, D] per channel, [L, 1, 1] per layer, none) and the shift ([L, 1, D] or none).
 One .safetensors file holds
 
     prompts/bits    uint8 [ceil(L*P*D / 8)]  numpy.packbits of b in C order over [L, P, D]
     prompts/scale   float32 [L, 1, D] | [L, 1, 1]   (absent with spike.scale=none)
+    prompts/shift   float32 [L, 1, D]               (absent with spike.shift=none)
     head/<name>     the classifier's parameters (weight [C, D], bias [C])
     metadata        format, config (YAML text), shape, mapping, sizes, backbone and payload sha256
 
 `load_packed` rebuilds the deployed model (a static prompt buffer: no SpikingJelly, no CuPy)
-whose outputs equal the exported model's exactly, given the same backbone weights.
+whose outputs equal the exported model's exactly, given the same backbone weights: both decode
+with nvpt.models.binary_prompts.decode_binary. The sizes' `prompt_bits` is
+nvpt.models.binary_prompts.prompt_bits, the figure results.json reports.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from nvpt.engine.checkpoint import atomic_write, read_safetensors
 from nvpt.engine.restore import load_run, locate, rebuild_model
 from nvpt.errors import NVPTError
 from nvpt.models import PromptedViT
+from nvpt.models.binary_prompts import decode_binary, factor_shape, prompt_bits
 
 FORMAT = "nvpt-packed-prompts-1"
 DEFAULT_NAME = "prompts-packed.safetensors"
@@ -39,7 +44,7 @@ DEFAULT_NAME = "prompts-packed.safetensors"
 @dataclass
 class PackedInfo:
     path: Path
-    sizes: dict  # file_bytes, bits_bytes, scale_bytes, prompt_payload_bytes, fp32_vpt_prompt_bytes, payload_vs_fp32
+    sizes: dict  # file_bytes, bits_bytes, scale_bytes, shift_bytes, prompt_payload_bytes, prompt_bits, fp32_vpt_prompt_bytes, ...
 
 
 def _sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -68,33 +73,45 @@ def _scale_from_tokens(tokens: torch.Tensor, mode: str) -> torch.Tensor:
     return scale.transpose(1, 2) if mode == "channel" else scale  # [L, 1, D] | [L, 1, 1]
 
 
-def unpack_tokens(bits: torch.Tensor, shape, scale: torch.Tensor | None, center: bool) -> torch.Tensor:
-    """uint8 packed bits -> tokens [L, P, D] float32, the SpikePrompts formula: scale * b or scale * (2b - 1)."""
+def _shift_from_tokens(tokens: torch.Tensor, center: bool) -> torch.Tensor:
+    """Shift [L, 1, D] of a deployed model's tokens that no longer holds its learned shift: per channel
+    the lower of its two values (the middle of them with center). Checked like the scale."""
+    low, high = tokens.amin(dim=1, keepdim=True), tokens.amax(dim=1, keepdim=True)
+    return (low + high) / 2 if center else low
+
+
+def unpack_tokens(bits: torch.Tensor, shape, scale: torch.Tensor | None, center: bool,
+                  shift: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 packed bits -> tokens [L, P, D] float32, the SpikePrompts formula: scale * b (+ shift) or scale * (2b - 1) (+ shift)."""
     count = math.prod(shape)
     binary = torch.from_numpy(np.unpackbits(bits.numpy(), count=count).reshape(tuple(shape))).float()
-    tokens = 2 * binary - 1 if center else binary
-    return tokens * scale if scale is not None else tokens
+    return decode_binary(binary, scale, shift, center)
 
 
-def factor_tokens(tokens: torch.Tensor, scale: torch.Tensor | None, scale_mode: str, center: bool):
-    """Deployed tokens [L, P, D] -> (packed bits uint8, scale float32 or None), exact or NVPTError.
+def factor_tokens(tokens: torch.Tensor, scale: torch.Tensor | None, scale_mode: str, center: bool,
+                  shift: torch.Tensor | None = None, shift_mode: str = "none"):
+    """Deployed tokens [L, P, D] -> (packed bits uint8, scale float32 or None, shift float32 or None), exact or NVPTError.
 
-    `scale` is the learned one when the model still has it; else it is recovered from the tokens.
+    `scale` and `shift` are the learned ones when the model still has them; else they are recovered from the tokens.
     """
     tokens = tokens.detach().float().cpu()
+    if shift is None and shift_mode != "none":
+        shift = _shift_from_tokens(tokens, center)
+    shift = shift.detach().float().cpu().contiguous() if shift is not None else None
     if scale is None and scale_mode != "none":
-        scale = _scale_from_tokens(tokens, scale_mode)
+        scale = _scale_from_tokens(tokens - shift if shift is not None else tokens, scale_mode)
     scale = scale.detach().float().cpu().contiguous() if scale is not None else None
-    one = scale if scale is not None else torch.ones(())
-    binary = (tokens == one) if center else (tokens != 0)
+    one = decode_binary(torch.ones(()), scale, shift, center)  # the value of b = 1, computed as the decoder does
+    binary = tokens == one
     bits = torch.from_numpy(np.packbits(binary.numpy().astype(np.uint8).reshape(-1)))
-    rebuilt = unpack_tokens(bits, tokens.shape, scale, center)
+    rebuilt = unpack_tokens(bits, tokens.shape, scale, center, shift)
     if not torch.equal(rebuilt, tokens):
         bad = int((rebuilt != tokens).sum())
-        form = "scale * (2b - 1)" if center else "scale * b"
+        form = ("scale * (2b - 1)" if center else "scale * b") + (" + shift" if shift is not None else "")
         raise NVPTError(f"the deployed prompt tokens are not exactly {form} with binary b ({bad} of {tokens.numel()} "
-                        "elements differ): they cannot be bit-packed; export the checkpoint itself instead")
-    return bits, scale
+                        "elements differ): they cannot be bit-packed; export the checkpoint itself instead"
+                        + (" (a checkpoint saved before deploy() keeps the learned scale and shift)" if shift is not None else ""))
+    return bits, scale, shift
 
 
 def _serialise(tensors: dict[str, torch.Tensor], meta: dict[str, str], sizes: dict) -> bytes:
@@ -124,25 +141,34 @@ def export_packed(run: str | Path, out: str | Path | None = None, overrides: lis
                         "(its prompts are not binary: use its checkpoint as it is)")
     loaded = load_run(ckpt, overrides)
     model, cfg = loaded.model, loaded.cfg
-    learned = getattr(model.prompts, "scale", None)  # None once deployed: recovered from the tokens
+    # None once deployed: recovered from the tokens
+    learned_scale, learned_shift = getattr(model.prompts, "scale", None), getattr(model.prompts, "shift", None)
     tokens = model.prompt_tokens()  # [L, P, D], eval mode: no noise, no dropout
-    bits, scale = factor_tokens(tokens, learned, cfg.spike.scale, cfg.spike.center)
+    bits, scale, shift = factor_tokens(tokens, learned_scale, cfg.spike.scale, cfg.spike.center,
+                                       learned_shift, cfg.spike.shift)
     head = {f"head/{n}": p.detach().cpu().contiguous() for n, p in model.backbone.get_classifier().named_parameters()}
     tensors = {"prompts/bits": bits, **head}
     if scale is not None:
         tensors["prompts/scale"] = scale
+    if shift is not None:
+        tensors["prompts/shift"] = shift
     num_layers, length, dim = tokens.shape
     scale_bytes = scale.numel() * 4 if scale is not None else 0
-    sizes = {"bits_bytes": bits.numel(), "scale_bytes": scale_bytes, "prompt_payload_bytes": bits.numel() + scale_bytes,
+    shift_bytes = shift.numel() * 4 if shift is not None else 0
+    sizes = {"bits_bytes": bits.numel(), "scale_bytes": scale_bytes, "shift_bytes": shift_bytes,
+             "prompt_payload_bytes": bits.numel() + scale_bytes + shift_bytes,
+             "prompt_bits": prompt_bits(cfg, tokens.shape),
              "fp32_vpt_prompt_bytes": num_layers * length * dim * 4,
              "head_bytes": sum(t.numel() * t.element_size() for t in head.values())}
     sizes["payload_vs_fp32"] = round(sizes["prompt_payload_bytes"] / sizes["fp32_vpt_prompt_bytes"], 6)
+    mapping = "tokens = scale * (2 * bits - 1)" if cfg.spike.center else "tokens = scale * bits"
     meta = {
         "format": FORMAT,
         "config": dump_config(cfg),
         "prompt_shape": json.dumps([num_layers, length, dim]),
-        "mapping": "tokens = scale * (2 * bits - 1)" if cfg.spike.center else "tokens = scale * bits",
+        "mapping": mapping + (" + shift" if shift is not None else ""),
         "scale_mode": cfg.spike.scale,
+        "shift_mode": cfg.spike.shift,
         "bit_order": "numpy.packbits (most significant bit first) over bits flattened in C order of [L, P, D]",
         "backbone_sha256": backbone_sha256(model),
         "payload_sha256": _sha256(tensors),
@@ -156,10 +182,11 @@ def export_packed(run: str | Path, out: str | Path | None = None, overrides: lis
 
 def describe_sizes(sizes: dict, shape) -> str:
     num_layers, length, dim = shape
+    shift = f" + shift {sizes['shift_bytes']:,}" if sizes.get("shift_bytes") else ""
     return (f"file {sizes['file_bytes']:,} bytes; prompt payload {sizes['prompt_payload_bytes']:,} bytes "
-            f"(bits {sizes['bits_bytes']:,} + scale {sizes['scale_bytes']:,}) vs {sizes['fp32_vpt_prompt_bytes']:,} bytes "
+            f"(bits {sizes['bits_bytes']:,} + scale {sizes['scale_bytes']:,}{shift}) vs {sizes['fp32_vpt_prompt_bytes']:,} bytes "
             f"of fp32 VPT prompts [{num_layers}x{length}x{dim}] = {100 * sizes['payload_vs_fp32']:.2f}% "
-            f"(bits alone 1/32); head {sizes['head_bytes']:,} bytes")
+            f"(bits alone 1/32); {sizes['prompt_bits']:,} prompt bits; head {sizes['head_bytes']:,} bytes")
 
 
 def read_packed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, Config]:
@@ -206,16 +233,20 @@ def load_packed(path: str | Path, backbone_weights: str | Path | None = None, ch
     shape = meta["prompt_shape"]
     if tuple(model.prompts.shape) != tuple(shape):
         raise NVPTError(f"packed prompts {path}: shape {shape} does not fit the model's prompts {list(model.prompts.shape)}")
-    scale = tensors.get("prompts/scale")
-    expected = {"channel": (shape[0], 1, shape[2]), "layer": (shape[0], 1, 1)}.get(cfg.spike.scale)
-    if (scale.shape if scale is not None else None) != expected:
-        raise NVPTError(f"packed prompts {path}: prompts/scale must be {list(expected) if expected else 'absent'} "
-                        f"for spike.scale={cfg.spike.scale}")
+    factors = {}
+    for name in ("scale", "shift"):
+        factors[name] = tensors.get(f"prompts/{name}")
+        mode = cfg.spike[name]
+        expected = factor_shape(mode, shape[0], shape[2])
+        if (tuple(factors[name].shape) if factors[name] is not None else None) != expected:
+            raise NVPTError(f"packed prompts {path}: prompts/{name} must be {list(expected) if expected else 'absent'} "
+                            f"for spike.{name}={mode}")
     head = {k[len("head/"):]: v for k, v in tensors.items() if k.startswith("head/")}
     try:
         model.backbone.get_classifier().load_state_dict(head)
     except RuntimeError as exc:
         raise NVPTError(f"packed prompts {path}: the head does not fit the model ({str(exc).splitlines()[0]})") from None
     with torch.no_grad():
-        model.prompts.tokens.copy_(unpack_tokens(tensors["prompts/bits"], shape, scale, cfg.spike.center))
+        model.prompts.tokens.copy_(unpack_tokens(tensors["prompts/bits"], shape, factors["scale"], cfg.spike.center,
+                                                 factors["shift"]))
     return model.eval()

@@ -80,7 +80,7 @@ def test_trained_run_round_trip_is_exact(trained):
 
 
 def test_sizes_are_one_bit_per_element_plus_scale(trained):
-    _, _, info = trained
+    _, result, info = trained
     _, meta, cfg = read_packed(info.path)
     layers, length, dim = meta["prompt_shape"]
     assert (layers, length, dim) == (3, 4, 48)
@@ -94,6 +94,9 @@ def test_sizes_are_one_bit_per_element_plus_scale(trained):
     assert sizes["bits_bytes"] * 32 == sizes["fp32_vpt_prompt_bytes"]
     assert sizes["payload_vs_fp32"] == pytest.approx(1 / 32 + 1 / length, abs=1e-6)
     assert meta["mapping"] == "tokens = scale * bits" and cfg.prompt.method == "spike_nvpt"
+    # the same storage figure in the export and in the run's results.json (nvpt.models.binary_prompts.prompt_bits)
+    assert sizes["shift_bytes"] == 0 and sizes["prompt_bits"] == layers * length * dim + 32 * layers * dim
+    assert json.loads((result.run_dir / "results.json").read_text())["prompt_bits"] == sizes["prompt_bits"]
 
 
 def test_loads_without_spikingjelly_or_cupy(trained, tmp_path):
@@ -171,7 +174,8 @@ def test_non_spike_runs_are_refused(tmp_path):
 
 def test_tokens_that_are_not_binary_are_refused():
     tokens = torch.tensor([[[0.5, 0.0], [0.5, 0.25]]])  # [L=1, P=2, D=2]; channel 1 holds 0 and 0.25: fine
-    bits, scale = factor_tokens(tokens, None, "channel", center=False)
+    bits, scale, shift = factor_tokens(tokens, None, "channel", center=False)
+    assert shift is None
     assert torch.equal(unpack_tokens(bits, tokens.shape, scale, False), tokens)
     bad = torch.tensor([[[0.5, 0.0], [0.4, 0.25]]])  # channel 0 holds 0.5 and 0.4: two non-zero values
     with pytest.raises(NVPTError, match="not exactly scale \\* b with binary b \\(1 of 4"):

@@ -110,6 +110,26 @@ def test_cupy_and_torch_backends_agree_on_spikes_and_gradients():
     torch.testing.assert_close(results["torch"][1], results["cupy"][1], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run tools/gpu_check.sh on a GPU machine)")
+def test_cupy_and_torch_backends_agree_from_a_given_membrane():
+    """spike.persistent starts the IF neurons from a carried-over potential (node.v, flat [N])."""
+    pytest.importorskip("cupy")
+    torch.manual_seed(0)
+    currents = 0.3 + 0.5 * torch.randn(4, 4096, device="cuda")
+    v_init = torch.rand(4096, device="cuda")
+    results = {}
+    for name in ("torch", "cupy"):
+        sfl = SignalFilteringLayer(4, 1.0, backend=name).cuda()
+        x = currents.clone().requires_grad_()
+        spikes, v = sfl(x, v_init=v_init, return_v=True)
+        (spikes * torch.linspace(-1, 1, 4096, device="cuda")).sum().backward()
+        results[name] = (spikes.detach(), v.detach(), x.grad)
+        assert not torch.equal(spikes, sfl(currents))  # the start potential matters
+    assert torch.equal(results["torch"][0], results["cupy"][0])
+    torch.testing.assert_close(results["torch"][1], results["cupy"][1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results["torch"][2], results["cupy"][2], rtol=1e-4, atol=1e-5)
+
+
 def test_sfl_smoke_tool_on_cpu(tmp_path):
     """tools/sfl_smoke.py is what tools/gpu_check.sh runs on CUDA: on CPU it must train and check too."""
     import json

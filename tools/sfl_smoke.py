@@ -28,13 +28,14 @@ def record_sfl_calls() -> list[dict]:
     seen = []
     original = signal_filter.SignalFilteringLayer.forward
 
-    def recorded(self, currents):
-        spikes = original(self, currents)
+    def recorded(self, currents, *args, **kwargs):
+        out = original(self, currents, *args, **kwargs)
+        spikes = out[0] if isinstance(out, tuple) else out  # (spikes, v) with return_v=True
         seen.append({"backend": self.backend, "in": str(currents.dtype), "out": str(spikes.dtype),
                      "device": currents.device.type, "autocast": torch.is_autocast_enabled(currents.device.type),
                      # a view made under no_grad still says requires_grad: ask autograd's mode too
                      "grad": torch.is_grad_enabled() and currents.requires_grad})
-        return spikes
+        return out
 
     signal_filter.SignalFilteringLayer.forward = recorded
     return seen

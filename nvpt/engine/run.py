@@ -31,6 +31,7 @@ from nvpt.engine.loop import Normalize, NonFiniteLoss, evaluate, train_one_epoch
 from nvpt.engine.optim import build_optimizer, WarmupCosine
 from nvpt.errors import NVPTError
 from nvpt.models import build_model
+from nvpt.models.binary_prompts import prompt_bits
 from nvpt.robustness.evaluate import evaluate_robustness, robustness_sets
 from nvpt.robustness.report import markdown_table, write_json
 
@@ -179,6 +180,7 @@ def run_training(cfg: Config, config_path: str | Path | None = None, log: Callab
         steps = len(train_loader) if cfg.train.max_steps_per_epoch is None else min(len(train_loader), cfg.train.max_steps_per_epoch)
         optimizer = build_optimizer(model, cfg.train, cfg.data.batch_size)
         scheduler = WarmupCosine(optimizer, steps * cfg.train.epochs, steps * cfg.train.warmup_epochs, cfg.train.min_lr)
+        model.set_training_steps(steps * cfg.train.epochs)  # spike.noise_schedule: a function of (step, total)
         amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.train.amp_dtype]
         use_amp = cfg.train.amp and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -247,6 +249,7 @@ def run_training(cfg: Config, config_path: str | Path | None = None, log: Callab
                                       amp_dtype=amp_dtype, show_progress=show_progress)
         summary.update(method=cfg.prompt.method, seed=cfg.seed, split=cfg.eval.split, best_epoch=best["epoch"],
                        best_val_acc=best["acc"] if val_loader is not None else None,
+                       prompt_bits=prompt_bits(cfg, model.prompt_tokens().shape),
                        eval_time_s=round(time.time() - start, 2))
         if dist.is_main:
             atomic_write_text(run_dir / "results.md", markdown_table(summary) + "\n")

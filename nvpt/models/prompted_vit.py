@@ -137,6 +137,17 @@ class PromptedViT(nn.Module):
         rate_loss = getattr(self.prompts, "rate_loss", None)
         return rate_loss() if rate_loss is not None else None
 
+    def set_training_steps(self, total: int) -> None:
+        """Tell the prompt source how many training iterations the run has (spike.noise_schedule); else a no-op."""
+        setter = getattr(self.prompts, "set_training_steps", None)
+        if setter is not None:
+            setter(total)
+
+    def lr_scales(self) -> dict[str, float]:
+        """{parameter name: learning-rate multiplier} for the parameters whose rate differs (spike.current_lr_scale)."""
+        scales = getattr(self.prompts, "lr_scales", None)
+        return {f"prompts.{name}": value for name, value in scales().items()} if scales is not None else {}
+
     @torch.no_grad()
     def deploy(self) -> "PromptedViT":
         """Freeze the eval-mode prompts into a static tensor: the forward pass becomes VPT's."""

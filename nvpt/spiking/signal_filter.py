@@ -41,13 +41,21 @@ class SignalFilteringLayer(nn.Module):
             set_node_backend(self.node, self.backend)
             self._backend_device = device
 
-    def forward(self, currents: torch.Tensor) -> torch.Tensor:
-        """currents [T, *shape] (float32 or float16) -> spikes [T, *shape] in {0, 1}."""
+    def forward(self, currents: torch.Tensor, v_init: torch.Tensor | None = None, return_v: bool = False):
+        """currents [T, *shape] (float32 or float16) -> spikes [T, *shape] in {0, 1}.
+
+        v_init [*shape]: membrane potential to start from (default 0). return_v=True also returns
+        the membrane potential after the last step, [*shape] (spike.persistent carries it over).
+        """
         self._ensure_backend(currents.device)
-        self.node.reset()  # stateful neuron: start every prompt computation from v = 0
+        self.node.reset()  # stateful neuron: start every prompt computation from v = 0 ...
         flat = currents.reshape(currents.shape[0], -1)  # [T, N]: the CuPy kernel wants [T, N]
+        if v_init is not None:  # ... or from the given potential: SpikingJelly's own state, flat [N] (CuPy too)
+            self.node.v = v_init.reshape(-1).to(flat.dtype).contiguous()
         spikes = self.node(flat.contiguous())
         v_seq = getattr(self.node, "v_seq", None) if self.record else None
         self.last_v_seq = v_seq.detach().reshape(currents.shape) if v_seq is not None else None
+        v_final = self.node.v.reshape(currents.shape[1:]) if return_v else None
         self.node.reset()
-        return spikes.reshape(currents.shape)
+        spikes = spikes.reshape(currents.shape)
+        return (spikes, v_final) if return_v else spikes
