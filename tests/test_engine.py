@@ -75,9 +75,16 @@ def test_checkpoint_roundtrip_restores_optimizer_and_rng(tmp_path, optimizer):
     assert meta["epoch"] == 3 and fresh_sched.iteration == 2
     assert torch.equal(fresh.prompts.current, model.prompts.current)
     assert int(fresh.prompts.noise_step) == 2  # the noise stream continues where it stopped
-    for a, b in zip(opt.state_dict()["state"].values(), fresh_opt.state_dict()["state"].values()):
-        for key in a:
-            assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
+    saved, loaded = opt.state_dict(), fresh_opt.state_dict()
+    expected_keys = {"sgd": {"momentum_buffer"}, "adamw": {"step", "exp_avg", "exp_avg_sq"}}[optimizer]
+    trainable = sum(p.requires_grad for p in model.parameters())
+    assert len(saved["state"]) == trainable and loaded["state"].keys() == saved["state"].keys()
+    for index, state in saved["state"].items():
+        assert state.keys() == loaded["state"][index].keys() == expected_keys, index
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(loaded["state"][index][key])), (index, key)
+    as_json = json.dumps  # the checkpoint keeps param groups as JSON: AdamW's betas tuple comes back a list
+    assert as_json(loaded["param_groups"]) == as_json(saved["param_groups"])
     assert torch.equal(torch.rand(3), expected_next)  # the RNG state came back too
     tensors, _ = read_checkpoint(tmp_path / "c.safetensors")
     assert not any(k.startswith("model/backbone.blocks") for k in tensors)  # only what trains
@@ -98,8 +105,12 @@ def test_short_training_run_learns(tmp_path):
     assert set(result.summary["sets"]) == {"gaussian@0.2"}
 
 
-def test_resume_continues_exactly(tmp_path, monkeypatch):
-    args = ["prompt.method=spike_nvpt", "prompt.dropout=0.2", "spike.noise_std=0.5", "train.epochs=3", *TEXTURES]
+@pytest.mark.parametrize("recipe", [
+    ["prompt.method=spike_nvpt", "prompt.dropout=0.2", "spike.noise_std=0.5"],  # SGD with momentum
+    ["prompt.method=full", "train.optimizer=adamw", "train.base_lr=0.002", "train.weight_decay=0.05"],  # the full configs
+], ids=["spike_nvpt-sgd", "full-adamw"])
+def test_resume_continues_exactly(tmp_path, monkeypatch, recipe):
+    args = [*TEXTURES, *recipe, "train.epochs=3"]
     full = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=full"), log=quiet, show_progress=False)
 
     real_epoch = run_module.train_one_epoch
