@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from conftest import tiny_cfg
+from nvpt.config import load_config
 from nvpt.engine import run as run_module
 from nvpt.engine.checkpoint import load_checkpoint, model_identity, read_checkpoint, save_checkpoint
 from nvpt.engine.optim import WarmupCosine, build_optimizer, scaled_lr
@@ -75,9 +77,16 @@ def test_checkpoint_roundtrip_restores_optimizer_and_rng(tmp_path, optimizer):
     assert meta["epoch"] == 3 and fresh_sched.iteration == 2
     assert torch.equal(fresh.prompts.current, model.prompts.current)
     assert int(fresh.prompts.noise_step) == 2  # the noise stream continues where it stopped
-    for a, b in zip(opt.state_dict()["state"].values(), fresh_opt.state_dict()["state"].values()):
-        for key in a:
-            assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
+    saved, loaded = opt.state_dict(), fresh_opt.state_dict()
+    expected_keys = {"sgd": {"momentum_buffer"}, "adamw": {"step", "exp_avg", "exp_avg_sq"}}[optimizer]
+    trainable = sum(p.requires_grad for p in model.parameters())
+    assert len(saved["state"]) == trainable and loaded["state"].keys() == saved["state"].keys()
+    for index, state in saved["state"].items():
+        assert state.keys() == loaded["state"][index].keys() == expected_keys, index
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(loaded["state"][index][key])), (index, key)
+    as_json = json.dumps  # the checkpoint keeps param groups as JSON: AdamW's betas tuple comes back a list
+    assert as_json(loaded["param_groups"]) == as_json(saved["param_groups"])
     assert torch.equal(torch.rand(3), expected_next)  # the RNG state came back too
     tensors, _ = read_checkpoint(tmp_path / "c.safetensors")
     assert not any(k.startswith("model/backbone.blocks") for k in tensors)  # only what trains
@@ -98,8 +107,12 @@ def test_short_training_run_learns(tmp_path):
     assert set(result.summary["sets"]) == {"gaussian@0.2"}
 
 
-def test_resume_continues_exactly(tmp_path, monkeypatch):
-    args = ["prompt.method=spike_nvpt", "prompt.dropout=0.2", "spike.noise_std=0.5", "train.epochs=3", *TEXTURES]
+@pytest.mark.parametrize("recipe", [
+    ["prompt.method=spike_nvpt", "prompt.dropout=0.2", "spike.noise_std=0.5"],  # SGD with momentum
+    ["prompt.method=full", "train.optimizer=adamw", "train.base_lr=0.002", "train.weight_decay=0.05"],  # the full configs
+], ids=["spike_nvpt-sgd", "full-adamw"])
+def test_resume_continues_exactly(tmp_path, monkeypatch, recipe):
+    args = [*TEXTURES, *recipe, "train.epochs=3"]
     full = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=full"), log=quiet, show_progress=False)
 
     real_epoch = run_module.train_one_epoch
@@ -131,27 +144,77 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
         run_training(tiny_cfg(*TEXTURES, f"output_dir={tmp_path}", "run_name=taken"), log=quiet)
 
 
-def test_torchrun_two_processes_match_one(tmp_path):
-    """Two gloo processes with half the batch each give the accuracy of one process."""
-    args = ["prompt.method=vpt_deep", "train.epochs=2", *TEXTURES, f"output_dir={tmp_path}"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+def ddp_workers(stderr: str) -> dict[int, dict[str, str]]:
+    """{torchrun local rank: torch's own "DDP Initialized with:" record of that worker}.
+
+    torchrun --tee=3 prefixes each worker's lines with [default<local rank>]:; TORCH_CPP_LOG_LEVEL=INFO and
+    TORCH_DISTRIBUTED_DEBUG=INFO make torch log the record (rank, world_size, module_name, ...)."""
+    lines: dict[int, list[str]] = {}
+    for line in stderr.splitlines():
+        match = re.match(r"\[default(\d+)\]:(.*)", line)
+        if match:
+            lines.setdefault(int(match[1]), []).append(match[2])
+    workers = {}
+    for local, own in lines.items():
+        starts = [i for i, text in enumerate(own) if "DDP Initialized with:" in text]
+        if starts:
+            record = own[starts[0] + 1:]
+            record = record[:record.index("")] if "" in record else record
+            workers[local] = dict(item.split(": ", 1) for item in record if ": " in item)
+    return workers
+
+
+@pytest.mark.parametrize("method", ["vpt_deep", "spike_nvpt"])
+def test_torchrun_two_processes_match_one(tmp_path, method):
+    """Two gloo processes with half the batch each train the prompts of one process with the whole batch.
+
+    For spike_nvpt this holds only if the SFL noise is the same on every rank: different noise per rank
+    would average two noisy gradients that one process never computes."""
+    args = [f"prompt.method={method}", "spike.noise_std=0.5", "train.epochs=2", *TEXTURES, f"output_dir={tmp_path}"]
     config = tmp_path / "tiny.yaml"
     config.write_text(_tiny_yaml())
-    single = subprocess.run([sys.executable, "tools/train.py", str(config), *args, "run_name=one"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-2000:]
+    lines = []  # the one-process reference runs in this interpreter: one torch start-up less
+    run_training(load_config(config, [*args, "run_name=one"]), config_path=config, log=lines.append, show_progress=False)
+    assert any(line.startswith("run folder") for line in lines)
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT),
+               TORCH_CPP_LOG_LEVEL="INFO", TORCH_DISTRIBUTED_DEBUG="INFO")  # torch logs each rank's DDP set-up
     torchrun = Path(sys.executable).parent / "torchrun"
-    double = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "tools/train.py", str(config),
+    double = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "--tee=3", "tools/train.py", str(config),
                              *args, "run_name=two"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert double.returncode == 0, double.stderr[-3000:]
+    # two processes ran, each wrapped the model in DDP as its own rank of a world of 2; only rank 0 spoke
+    workers = ddp_workers(double.stderr)
+    assert {local: (w.get("rank"), w.get("world_size"), w.get("module_name")) for local, w in workers.items()} == {
+        0: ("0", "2", "PromptedViT"), 1: ("1", "2", "PromptedViT")}, double.stderr[-3000:]
+    assert [line for line in double.stdout.splitlines() if "run folder" in line] == [
+        f"[default0]:run folder {tmp_path / 'two'}: " + lines[0].split(": ", 1)[1]]
+
+    # the trained tensors themselves: prompts, scale, head, the noise counter
+    for name in ("checkpoint-last.safetensors", "checkpoint-best.safetensors"):
+        t1, _ = read_checkpoint(tmp_path / "one" / name)
+        t2, _ = read_checkpoint(tmp_path / "two" / name)
+        model1 = {k: v for k, v in t1.items() if k.startswith("model/")}
+        model2 = {k: v for k, v in t2.items() if k.startswith("model/")}
+        expected = {"vpt_deep": {"model/prompts.tokens"},
+                    "spike_nvpt": {"model/prompts.current", "model/prompts.scale", "model/prompts.noise_step"}}[method]
+        assert model1.keys() == model2.keys() == expected | {"model/backbone.head.weight", "model/backbone.head.bias"}
+        for key, value in model1.items():
+            torch.testing.assert_close(model2[key], value, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name} {key}: {m}")
+    if method == "spike_nvpt":  # one noise draw per training step, on every rank
+        steps = math.ceil(int(re.search(r"\((\d+) train images", lines[0])[1]) / 8)
+        assert int(model1["model/prompts.noise_step"]) == 2 * steps
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     two = json.loads((tmp_path / "two" / "results.json").read_text())
-    assert two["clean"] == one["clean"] and two["sets"]["gaussian@0.2"]["accuracy"] == one["sets"]["gaussian@0.2"]["accuracy"]
+    assert two["clean"] == one["clean"] and two["sets"] == one["sets"]
     m1 = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     m2 = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in m1] == [m["epoch"] for m in m2] == [0, 1]
     for a, b in zip(m1, m2):
-        assert a["val_acc"] == b["val_acc"]
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a.keys() == b.keys()
+        assert (a["val_acc"], a["train_acc"], a["best_epoch"]) == (b["val_acc"], b["train_acc"], b["best_epoch"])
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        if method == "spike_nvpt":
+            assert a["firing_rate"] == pytest.approx(b["firing_rate"], rel=1e-5)
 
 
 def _tiny_yaml() -> str:

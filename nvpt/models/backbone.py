@@ -24,6 +24,21 @@ def _check_model_name(name: str) -> None:
     raise NVPTError(f"unknown timm model '{name}' in model.name{hint}")
 
 
+# ViT sizes that timm turns into a bare ZeroDivisionError or a negative-dimension error when below 1.
+POSITIVE_SIZES = {"patch_size": "patch side in pixels, e.g. 16", "embed_dim": "token width, e.g. 192",
+                  "num_heads": "attention heads, e.g. 3", "depth": "transformer blocks to prompt, e.g. 12"}
+
+
+def _check_sizes(kwargs: dict) -> None:
+    for key, meaning in POSITIVE_SIZES.items():
+        if key not in kwargs:
+            continue
+        value = kwargs[key]
+        parts = value if isinstance(value, (list, tuple)) else [value]
+        if not parts or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in parts):
+            raise NVPTError(f"model.kwargs {key}={value!r} must be a positive integer ({meaning})")
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors/.pth/.bin/.pt file, without ever unpickling code."""
     path = Path(path)
@@ -91,6 +106,7 @@ def create_backbone(cfg) -> VisionTransformer:
         if not isinstance(extra, dict):
             raise NVPTError(f"config key 'model.kwargs' must be a YAML mapping such as '{{embed_dim: 192}}', got {m.kwargs!r}")
         kwargs.update(extra)
+        _check_sizes(extra)
     use_hub = m.pretrained and not m.pretrained_file
     try:
         model = timm.create_model(m.name, pretrained=use_hub, **kwargs)
