@@ -2,8 +2,8 @@
 
     make demo                 # or: python tools/demo.py [--methods spike_nvpt vpt_deep] [--fresh]
 
-Both methods tune the same small ViT (pre-trained by this project on Fashion-MNIST and
-shipped in nvpt/assets/) on 20 classes of CC0 texture photographs, then are evaluated on
+Both methods tune the same small ViT (pre-trained by this project on procedurally generated
+images and shipped in nvpt/assets/, see DEMO_BACKBONE.md there) on 20 classes of CC0 texture photographs, then are evaluated on
 held-out image regions, clean and under Gaussian noise (the same noisy images for both).
 Finished runs in runs/demo/ are reused; --fresh retrains.
 """
