@@ -136,7 +136,7 @@ def main(argv):
             run_dir = Path(cfg.output_dir) / cfg.run_name
             jobs.append((method, seed, cfg, run_dir, plan_run(cfg, run_dir, args.reuse)))
 
-    from nvpt.engine.run import run_training
+    from nvpt.pipeline import run_training
 
     if len(set(labels)) != len(labels):
         raise NVPTError(f"--methods gives two entries the same label: {' '.join(labels)}")
