@@ -294,6 +294,12 @@ def test_download_fetches_checks_and_extracts_dtd(tmp_path, dtd_archive, monkeyp
     asked.clear()
     build("data.name=dtd", f"data.root={tmp_path}", "data.download=true")
     assert asked == []  # extracted data is reused, nothing fetched again
+    # offline with the archive itself in place: torchvision checks its MD5 and extracts it, no network
+    local = tmp_path / "local"
+    (local / "dtd").mkdir(parents=True)
+    (local / "dtd" / "dtd-r1.0.1.tar.gz").write_bytes(data)
+    assert len(build("data.name=dtd", f"data.root={local}", "data.download=true").test) == 1880
+    assert asked == []
 
 
 DOWNLOAD_FAULTS = {
