@@ -185,6 +185,9 @@ def test_pets_classes_and_draw(tmp_path):
     # the test split is annotations/test.txt, in order; labels are its class ids - 1
     lines = (root / "oxford-iiit-pet/annotations/test.txt").read_text().split("\n")
     assert [(p.stem, label + 1) for p, label in bundle.test.samples] == [(l.split()[0], int(l.split()[1])) for l in lines if l]
+    (root / "oxford-iiit-pet/images/Bengal_29.jpg").unlink()  # a test image
+    with pytest.raises(NVPTError, match=r"annotations/test\.txt names .*Bengal_29\.jpg, which does not exist"):
+        build("data.name=oxford_iiit_pet", f"data.root={root}")
 
 
 def test_flowers102_official_train_and_val(tmp_path, monkeypatch):

@@ -53,9 +53,9 @@ def _open(task: str, where: Path, factory: Callable, download: bool):
     """factory(download) -> a torchvision dataset; every failure is one line naming `where`."""
     fallback = (f"on a machine without internet place the official files in torchvision's layout at {where} "
                 "(see docs/datasets.md)")
-    if download:
-        return torchvision_download(lambda: factory(True), task, where, fallback)
     try:
+        if download:
+            return torchvision_download(lambda: factory(True), task, where, fallback)
         return factory(False)
     except RuntimeError:  # torchvision: "Dataset not found or corrupted. You can use download=True ..."
         raise NVPTError(f"{task}: dataset not found or corrupted in {where} (torchvision checks the files and their "
@@ -68,11 +68,12 @@ def _open(task: str, where: Path, factory: Callable, download: bool):
                         "download again (data.download=true)") from None
 
 
-def _files(task: str, paths, labels, where: Path) -> Source:
+def _files(task: str, paths, labels, listed_in: Path) -> Source:
+    """Image files named by `listed_in` (checked to exist before training starts)."""
     source = Source(labels, paths=[Path(p) for p in paths])
-    source.check_files(where)
     if not len(source):
-        raise NVPTError(f"{task}: a split in {where} is empty; re-extract the official files")
+        raise NVPTError(f"{task}: {listed_in} lists no images; re-extract the official files")
+    source.check_files(listed_in)
     return source
 
 
@@ -97,7 +98,8 @@ def _flowers102(root: Path, download: bool):
     where = root / TASKS["oxford_flowers102"].folder
     split = {name: _open("oxford_flowers102", where, lambda dl, name=name: tvd.Flowers102(root, split=name, download=dl),
                          download) for name in ("train", "val", "test")}
-    sources = {name: _files("oxford_flowers102", ds._image_files, ds._labels, where) for name, ds in split.items()}
+    sources = {name: _files("oxford_flowers102", ds._image_files, ds._labels, where / "setid.mat")
+               for name, ds in split.items()}
     return sources["train"], sources["val"], sources["test"], list(tvd.Flowers102.classes)
 
 
@@ -105,7 +107,8 @@ def _pets(root: Path, download: bool):
     where = root / TASKS["oxford_iiit_pet"].folder
     split = {name: _open("oxford_iiit_pet", where, lambda dl, name=name: tvd.OxfordIIITPet(root, split=name, download=dl),
                          download) for name in ("trainval", "test")}
-    sources = {name: _files("oxford_iiit_pet", ds._images, ds._labels, where) for name, ds in split.items()}
+    sources = {name: _files("oxford_iiit_pet", ds._images, ds._labels, where / "annotations" / f"{name}.txt")
+               for name, ds in split.items()}
     return sources["trainval"], None, sources["test"], list(split["trainval"].classes)
 
 
