@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import torchvision_layouts as layouts
-from conftest import TINY
+from conftest import TINY, run_tool
 from nvpt.config import load_config
 from nvpt.cost import Assumptions, forward_flops, run_cost
 from nvpt.errors import NVPTError
@@ -22,18 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_MODEL = [o for o in TINY if not o.startswith("model.num_classes=")]
 
 
-def tool(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "tools"))
-    import reproduce_paper
-
-    return reproduce_paper
-
-
-def run_tool(monkeypatch, capsys, *argv) -> tuple[int, str, str]:
-    module = tool(monkeypatch)
-    rc = module.run_main(module.main, [str(a) for a in argv])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+def run_paper(monkeypatch, capsys, *argv) -> tuple[int, str, str]:
+    return run_tool(monkeypatch, capsys, "reproduce_paper", *argv)
 
 
 def test_vit_b16_forward_flops():
@@ -65,7 +55,7 @@ def test_run_cost_follows_the_work_and_the_assumptions():
 
 
 def test_estimate_only_plans_every_run_and_trains_nothing(tmp_path, monkeypatch, capsys):
-    rc, out, err = run_tool(monkeypatch, capsys, "--estimate-only", "--out", tmp_path / "paper")
+    rc, out, err = run_paper(monkeypatch, capsys, "--estimate-only", "--out", tmp_path / "paper")
     assert rc == 0, err
     for task in TASKS:
         assert f"| {task} |" in out
@@ -87,7 +77,7 @@ def test_bad_arguments_are_one_line(tmp_path, monkeypatch, capsys):
                           (["seed=2"], "override 'seed=2' is not allowed"),
                           (["train.epoch=3"], "unknown config key 'train.epoch'"),
                           (["--tables-only"], "no finished comparison under")):
-        rc, _, err = run_tool(monkeypatch, capsys, *args, "--out", tmp_path / "paper")
+        rc, _, err = run_paper(monkeypatch, capsys, *args, "--out", tmp_path / "paper")
         assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "paper").exists()
 
@@ -102,7 +92,7 @@ def test_tiny_paper_run_writes_tables_and_resumes(tmp_path, monkeypatch, capsys)
     out = tmp_path / "paper"
     args = [*overrides, "--methods", "linear", "vpt_deep", "--seeds", "2", "--out", out]
     both = ["--tasks", "dtd", "oxford_iiit_pet"]
-    rc, first, err = run_tool(monkeypatch, capsys, *args, *both)
+    rc, first, err = run_paper(monkeypatch, capsys, *args, *both)
     assert rc == 0, err
     assert first.index("Estimated GPU time") < first.index("training")  # the estimate comes before any training
     assert "| dtd | 3,760 / 1,880 | 0 | 0 | 4 |" in first  # the estimate counts the official lists (vtab1k=false)
@@ -120,11 +110,11 @@ def test_tiny_paper_run_writes_tables_and_resumes(tmp_path, monkeypatch, capsys)
     # stopped before one run's evaluation ended: no results.json. A restart plans to resume that run (the
     # comparison resumes it exactly: test_compare.py) and to reuse the 7 others.
     (out / "oxford_iiit_pet-vpt_deep-s1" / "results.json").unlink()
-    rc, status, err = run_tool(monkeypatch, capsys, *args, *both, "--estimate-only")
+    rc, status, err = run_paper(monkeypatch, capsys, *args, *both, "--estimate-only")
     assert rc == 0, err
     assert "| dtd | 3,760 / 1,880 | 4 | 0 | 0 | 0.0 h |" in status and "| oxford_iiit_pet | 3,680 / 3,669 | 3 | 1 | 0 |" in status
     (out / "results.md").unlink()
-    rc, tables, err = run_tool(monkeypatch, capsys, *args, *both, "--tables-only")
+    rc, tables, err = run_paper(monkeypatch, capsys, *args, *both, "--tables-only")
     assert rc == 0 and "Estimated" not in tables and (out / "results.md").read_text().split("\n", 3)[3] == results.split("\n", 3)[3]
 
 

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from torchvision import datasets as tvd
 
 import torchvision_layouts as layouts
-from conftest import TINY
+from conftest import TINY, run_tool
 from nvpt.config import load_config
 from nvpt.data import build_datasets
 from nvpt.errors import NVPTError
@@ -61,18 +61,8 @@ def checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-def train_tool(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "tools"))
-    import train
-
-    return train
-
-
 def run_train(monkeypatch, capsys, *argv) -> tuple[int, str, str]:
-    tool = train_tool(monkeypatch)
-    rc = tool.run_main(tool.main, [str(a) for a in argv])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
+    return run_tool(monkeypatch, capsys, "train", *argv)
 
 
 def assert_one_error_line(rc: int, err: str, *parts: str) -> str:

@@ -3,17 +3,8 @@
     python tools/benchmark.py configs/dtd.yaml [key=value ...] [--batch-size 64] [--repeats 15]
         [--warmup 3] [--sfl-batches 1 8 64] [--time-steps 4 8] [--out FILE.json] [--device auto] [--threads 1]
 
-Every model computes with one shared copy of the backbone weights and sees the same random
-batch of [0,1] images (no dataset). Timed repeats of the models being compared are
-interleaved, round r running them in an order rotated by r, so a shared machine's load hits
-each alike; each reported time is a median over repeats, and each ratio the median of the
-per-round ratios with its min/max and quartiles. Targets (PASS/FAIL, printed and in the JSON):
-  deployed Spike-NVPT / VPT inference time                 <= 1.01
-  deployed Spike-NVPT / bare backbone inference time       <= (tokens with prompts / without) * 1.03
-  Spike-NVPT / VPT training step, at every --time-steps T  <= 1.05
-  SFL time per step at the largest / smallest --sfl-batches <= 1.1 (the SFL never sees the batch)
-Backbone weights do not matter for speed: they are random unless --weights keeps the config's.
-The measuring code is nvpt/benchmark.py.
+Prints the medians, ratios and PASS/FAIL of the targets and writes them all to --out (JSON).
+How it measures, and the targets: nvpt/benchmark.py and docs/performance.md.
 """
 import json
 import sys
