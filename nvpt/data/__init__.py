@@ -15,6 +15,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -127,7 +128,19 @@ class ArrayImages(Dataset):
 def torchvision_download(fetch: Callable, name: str, target, fallback: str):
     """Run a torchvision dataset download and return what `fetch` returns; a failure is one line
     that says which of no network, a file missing on the server, a download that fails its MD5
-    checksum or an archive that does not unpack it was, and names `fallback`."""
+    checksum or an archive that does not unpack it was, and names `fallback`. A folder `target`
+    that the failed download created and left empty is removed again."""
+    target = Path(target)
+    existed = target.exists()
+    try:
+        return _explained(fetch, name, target, fallback)
+    except NVPTError:
+        if not existed and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        raise
+
+
+def _explained(fetch: Callable, name: str, target: Path, fallback: str):
     try:
         return fetch()
     except urllib.error.HTTPError as exc:  # before URLError, its parent class
@@ -143,7 +156,7 @@ def torchvision_download(fetch: Callable, name: str, target, fallback: str):
     except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise NVPTError(f"{name}: an archive downloaded into {target} does not unpack ({type(exc).__name__}: "
                         f"{_one_line(exc)}); delete it and run again, or {fallback}") from None
-    except OSError as exc:  # socket errors outside urllib, a full disk, gzip.BadGzipFile, ...
+    except OSError as exc:  # socket errors outside urllib, a full disk, ...
         raise NVPTError(f"{name}: download into {target} failed ({type(exc).__name__}: {_one_line(exc)}); "
                         f"{fallback}") from None
 
