@@ -128,15 +128,18 @@ class ArrayImages(Dataset):
 def torchvision_download(fetch: Callable, name: str, target, fallback: str):
     """Run a torchvision dataset download and return what `fetch` returns; a failure is one line
     that says which of no network, a file missing on the server, a download that fails its MD5
-    checksum or an archive that does not unpack it was, and names `fallback`. A folder `target`
-    that the failed download created and left empty is removed again."""
+    checksum or an archive that does not unpack it was, and names `fallback`. Folders that the failed
+    download created (`target` and its missing parents) are removed again while they are empty."""
     target = Path(target)
-    existed = target.exists()
+    created = [target, *target.parents]
+    created = created[:next(i for i, folder in enumerate(created) if folder.exists())]  # the missing ones
     try:
         return _explained(fetch, name, target, fallback)
     except NVPTError:
-        if not existed and target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
+        for folder in created:  # innermost first
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
 
 
