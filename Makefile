@@ -1,6 +1,7 @@
 # make demo   - offline demo: Spike-NVPT vs VPT-deep on real textures, clean and noisy (~10 min on 2 cores)
 # make test   - the test suite (CPU, offline)
-# Both create .venv and install the pinned packages first.
+# make paper  - the paper's experiment on DTD and the VTAB-1k natural tasks (GPU, internet; resumable)
+# All create .venv and install the pinned packages first.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # One thread per process: torch slows down several-fold on 2 cores when the other one is busy.
 RUN_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup test demo pretrain benchmark benchmark-demo clean
+.PHONY: setup test demo pretrain paper benchmark benchmark-demo clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -25,6 +26,12 @@ demo: $(STAMP)
 # the demo backbone from procedurally generated images (~1.5 h on one core; resumes: see nvpt/assets/DEMO_BACKBONE.md)
 pretrain: $(STAMP)
 	$(RUN_ENV) $(BIN)/python tools/pretrain.py configs/demo/backbone.yaml
+
+# Spike-NVPT, VPT-deep, linear, full x 6 tasks x 3 seeds; prints the plan and its estimated GPU time first,
+# reuses finished runs and resumes unfinished ones (runs/paper). Downloads data (torchvision) and weights (timm).
+# Pass options through ARGS, e.g. make paper ARGS="--estimate-only" or ARGS="data.num_workers=12".
+paper: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python tools/reproduce_paper.py $(ARGS)
 
 # ViT-B/16 (configs/dtd.yaml, random weights: speed does not depend on them), ~12 min on one core
 benchmark: $(STAMP)

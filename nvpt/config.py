@@ -23,7 +23,9 @@ import yaml
 from nvpt.errors import NVPTError
 
 METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full")
-DATASETS = ("dtd", "vtab", "image_folder", "textures", "fashion_mnist", "synthetic")
+# the VTAB-1k natural tasks that torchvision downloads (besides dtd); nvpt/data/torchvision_tasks.py
+TORCHVISION_TASKS = ("cifar100", "caltech101", "oxford_flowers102", "oxford_iiit_pet", "svhn")
+DATASETS = ("dtd", *TORCHVISION_TASKS, "vtab", "image_folder", "textures", "fashion_mnist", "synthetic")
 SYNTHETIC_FAMILIES = ("dead_leaves", "spectral", "sinusoids", "gabor", "fractal")
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
 
@@ -90,13 +92,15 @@ SCHEMA: dict[str, Key] = {
     "data.name": _k("dtd", "str", "dataset", choices=DATASETS),
     "data.root": _k("data", "str", "folder holding the dataset (see README: Datasets)"),
     "data.task": _k(None, "str", "vtab: task folder under data.root (e.g. dtd, cifar100)", nullable=True),
-    "data.protocol": _k("final", "str", "vtab: tune = train800/val200; final = train800val200/test", choices=("tune", "final")),
+    "data.protocol": _k("final", "str", "vtab, dtd and the torchvision tasks: tune = train on 800, validate on 200; final = train on all 1,000, no validation", choices=("tune", "final")),
+    "data.vtab1k": _k(True, "bool", "dtd and the torchvision tasks: VTAB-1k, 800 + 200 images drawn from the official splits with data.split_seed; false: the full official splits"),
+    "data.split_seed": _k(0, "int", "seed of the VTAB-1k 800/200 draw (and of Caltech-101's 30-per-class training split): fixed across training seeds, as the released lists are", min=0),
     "data.partition": _k(1, "int", "dtd: official partition 1..10", min=1, max=10),
-    "data.download": _k(False, "bool", "dtd, fashion_mnist: download when missing (needs internet)"),
+    "data.download": _k(False, "bool", "dtd, the torchvision tasks, fashion_mnist: download through torchvision when missing (needs internet)"),
     "data.transform": _k("vtab", "str", "vtab: resize to the model size; fgvc: random resized crop + flip for training", choices=("vtab", "fgvc")),
     "data.mean": _k(None, "float_list", "normalisation mean; null: the backbone's timm pretrained config", nullable=True),
     "data.std": _k(None, "float_list", "normalisation std; null: the backbone's timm pretrained config", nullable=True),
-    "data.val_fraction": _k(0.1, "float", "image_folder/fashion_mnist/textures/synthetic: share of training data held out for validation", min=0.0, max=0.9),
+    "data.val_fraction": _k(0.1, "float", "image_folder/fashion_mnist/textures/synthetic, and tasks without an official val split under data.vtab1k=false: share of training data held out for validation", min=0.0, max=0.9),
     "data.grayscale": _k(False, "bool", "textures: grayscale images (replicated to the model's channels)"),
     "data.crop_size": _k(64, "int", "textures: side of the square crops cut from each photograph; synthetic: side of the rendered images", min=8),
     "data.train_per_class": _k(60, "int", "textures, synthetic: training images per class", min=1),

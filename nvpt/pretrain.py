@@ -15,7 +15,7 @@ from pathlib import Path
 from nvpt.config import Config
 from nvpt.engine.checkpoint import atomic_write
 from nvpt.engine.restore import load_run
-from nvpt.engine.run import RunResult, run_training
+from nvpt.pipeline import RunResult, run_training
 from nvpt.errors import NVPTError
 
 BACKBONE_FILE = "backbone.safetensors"

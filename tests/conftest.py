@@ -5,6 +5,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import importlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -25,3 +28,12 @@ def tiny_cfg(*overrides: str):
 @pytest.fixture
 def make_cfg():
     return tiny_cfg
+
+
+def run_tool(monkeypatch, capsys, name: str, *argv) -> tuple[int, str, str]:
+    """tools/<name>.py's main in this process, through run_main as its __main__ does: (exit status, stdout, stderr)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "tools"))
+    module = importlib.import_module(name)
+    rc = module.run_main(module.main, [str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err

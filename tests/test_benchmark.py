@@ -95,16 +95,13 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, monkeypatch):
         assert err.startswith("error: ") and message in err and err.strip().count("\n") == 0
 
 
-def test_models_share_one_backbone_and_the_bare_one_has_no_hooks(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "tools"))
-    import argparse
-
-    import benchmark
+def test_models_share_one_backbone_and_the_bare_one_has_no_hooks(tmp_path):
     import torch
 
+    from nvpt.benchmark import BenchmarkArgs, build_models
+
     dump_config(tiny_cfg(), tmp_path / "tiny.yaml")
-    args = argparse.Namespace(config=str(tmp_path / "tiny.yaml"), overrides=[], weights=False, time_steps=[2, 4])
-    built = benchmark.build_models(args, torch.device("cpu"))
+    built = build_models(BenchmarkArgs(str(tmp_path / "tiny.yaml"), time_steps=[2, 4]), torch.device("cpu"))
     bare = built["bare"]
     reference = bare.state_dict()
     qkv, head = bare.blocks[0].attn.qkv.weight, bare.get_classifier().weight

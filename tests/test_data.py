@@ -125,7 +125,7 @@ def test_textures_shapes_sizes_and_loader():
 
 def test_datasets_pickle_for_worker_processes(vtab_root, dtd_root):
     # spawn-started DataLoader workers receive the datasets pickled
-    for bundle in (build(*SMALL_TEX), vtab(vtab_root), build("data.name=dtd", f"data.root={dtd_root}")):
+    for bundle in (build(*SMALL_TEX), vtab(vtab_root), build(*DTD_FULL, f"data.root={dtd_root}")):
         for dataset in (bundle.train, bundle.test):
             assert torch.equal(pickle.loads(pickle.dumps(dataset))[0][0], dataset[0][0])
 
@@ -185,6 +185,7 @@ def test_textures_crop_too_large():
 # ---------------------------------------------------------------- dtd
 
 DTD_CLASSES = ["banded", "dotted", "zigzagged"]
+DTD_FULL = ("data.name=dtd", "data.vtab1k=false")  # the full partition lists (this fixture is too small for VTAB-1k)
 
 
 @pytest.fixture
@@ -203,7 +204,7 @@ def dtd_root(tmp_path):
 
 
 def test_dtd_tune_protocol(dtd_root):
-    bundle = build("data.name=dtd", f"data.root={dtd_root}", "data.protocol=tune")
+    bundle = build(*DTD_FULL, f"data.root={dtd_root}", "data.protocol=tune")
     assert bundle.class_names == DTD_CLASSES and bundle.num_classes == 3
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (6, 3, 3)
     image, label = check_item(bundle.test)
@@ -212,7 +213,7 @@ def test_dtd_tune_protocol(dtd_root):
 
 
 def test_dtd_final_protocol_merges_train_and_val(dtd_root):
-    bundle = build("data.name=dtd", f"data.root={dtd_root}", "data.protocol=final", "data.transform=fgvc")
+    bundle = build(*DTD_FULL, f"data.root={dtd_root}", "data.protocol=final", "data.transform=fgvc")
     assert isinstance(bundle.train, ConcatDataset) and len(bundle.train) == 9
     assert bundle.val is None and len(bundle.test) == 3
     check_item(bundle.train)
@@ -220,43 +221,43 @@ def test_dtd_final_protocol_merges_train_and_val(dtd_root):
 
 
 def test_dtd_missing(tmp_path):
-    raises([tmp_path / "dtd" / "dtd", "data.download=true"], lambda: build("data.name=dtd", f"data.root={tmp_path}"))
+    raises([tmp_path / "dtd" / "dtd", "data.download=true"], lambda: build(*DTD_FULL, f"data.root={tmp_path}"))
 
 
 def test_dtd_download(dtd_root, tmp_path_factory, monkeypatch):
     # present data: torchvision finds it and never touches the network
-    assert len(build("data.name=dtd", f"data.root={dtd_root}", "data.download=true").test) == 3
+    assert len(build(*DTD_FULL, f"data.root={dtd_root}", "data.download=true").test) == 3
 
     def offline(self):
         raise RuntimeError("Error downloading:\nno route to host")
 
     monkeypatch.setattr(DTD, "_download", offline)
     empty = tmp_path_factory.mktemp("empty")
-    raises([empty / "dtd", "no route to host"], lambda: build("data.name=dtd", f"data.root={empty}", "data.download=true"))
+    raises([empty / "dtd", "no route to host"], lambda: build(*DTD_FULL, f"data.root={empty}", "data.download=true"))
 
 
 def test_dtd_missing_partition_list(dtd_root):
     missing = dtd_root / "dtd" / "dtd" / "labels" / "train2.txt"
-    raises([missing], lambda: build("data.name=dtd", f"data.root={dtd_root}", "data.partition=2"))
+    raises([missing], lambda: build(*DTD_FULL, f"data.root={dtd_root}", "data.partition=2"))
 
 
 def test_dtd_list_names_missing_image(dtd_root):
     missing = dtd_root / "dtd" / "dtd" / "images" / "dotted" / "dotted_0003.jpg"
     missing.unlink()
-    raises([missing, "test1.txt"], lambda: build("data.name=dtd", f"data.root={dtd_root}"))
+    raises([missing, "test1.txt"], lambda: build(*DTD_FULL, f"data.root={dtd_root}"))
 
 
 def test_dtd_corrupt_image(dtd_root):
     bad = dtd_root / "dtd" / "dtd" / "images" / "banded" / "banded_0003.jpg"
     bad.write_bytes(b"this is not a jpeg")
-    bundle = build("data.name=dtd", f"data.root={dtd_root}")
+    bundle = build(*DTD_FULL, f"data.root={dtd_root}")
     raises([bad], lambda: bundle.test[0])
 
 
 def test_dtd_split_class_mismatch(dtd_root):
     labels = dtd_root / "dtd" / "dtd" / "labels" / "val1.txt"
     labels.write_text("banded/banded_0002.jpg\n")
-    raises(["val1", "dotted"], lambda: build("data.name=dtd", f"data.root={dtd_root}"))
+    raises(["val1", "dotted"], lambda: build(*DTD_FULL, f"data.root={dtd_root}"))
 
 
 # ---------------------------------------------------------------- vtab

@@ -15,7 +15,7 @@ from nvpt.config import load_config
 from nvpt.engine import run as run_module
 from nvpt.engine.checkpoint import load_checkpoint, model_identity, read_checkpoint, save_checkpoint
 from nvpt.engine.optim import WarmupCosine, build_optimizer, scaled_lr
-from nvpt.engine.run import run_training
+from nvpt.pipeline import run_training
 from nvpt.models import build_model
 
 ROOT = Path(__file__).resolve().parent.parent

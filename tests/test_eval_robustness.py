@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import tiny_cfg
-from nvpt.engine.run import run_training
+from nvpt.pipeline import run_training
 
 torch.set_num_threads(1)
 

@@ -17,7 +17,8 @@ from nvpt.config import dump_config
 from nvpt.engine.checkpoint import model_identity, save_checkpoint
 from nvpt.engine.loop import Normalize, evaluate
 from nvpt.engine.restore import load_run
-from nvpt.engine.run import DistInfo, make_loader, prepare_data, run_training
+from nvpt.engine.run import DistInfo, make_loader, prepare_data
+from nvpt.pipeline import run_training
 from nvpt.errors import NVPTError
 from nvpt.export import DEFAULT_NAME, export_packed, factor_tokens, load_packed, read_packed, unpack_tokens
 from nvpt.models import build_model

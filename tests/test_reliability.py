@@ -29,7 +29,7 @@ from conftest import TINY, tiny_cfg
 from nvpt.config import dump_config, load_config
 from nvpt.engine.checkpoint import model_identity, read_checkpoint, save_checkpoint
 from nvpt.engine.restore import load_run
-from nvpt.engine.run import run_training
+from nvpt.pipeline import run_training
 from nvpt.errors import NVPTError
 from nvpt.models import build_model
 

@@ -8,7 +8,7 @@ from conftest import tiny_cfg
 from nvpt.engine.checkpoint import LAST, checkpoint_state, load_checkpoint, model_identity, read_checkpoint, save_checkpoint
 from nvpt.engine.optim import WarmupCosine, build_optimizer
 from nvpt.engine.restore import load_run
-from nvpt.engine.run import run_training
+from nvpt.pipeline import run_training
 from nvpt.errors import NVPTError
 from nvpt.export import export_packed, load_packed, read_packed
 from nvpt.models import build_model

@@ -17,7 +17,7 @@ import torch
 from matplotlib.image import imread
 
 from conftest import tiny_cfg
-from nvpt.engine.run import run_training
+from nvpt.pipeline import run_training
 from nvpt.errors import NVPTError
 from nvpt.models import build_model
 from nvpt.robustness.report import summarize

@@ -16,7 +16,7 @@ import _bootstrap  # noqa: F401
 
 from nvpt.cli import parser, run_main
 from nvpt.config import METHODS, load_config
-from nvpt.engine.run import run_training
+from nvpt.pipeline import run_training
 from nvpt.errors import NVPTError
 from nvpt.robustness.report import side_by_side_markdown
 

@@ -18,7 +18,7 @@ import torch
 from nvpt.cli import parser, run_main
 from nvpt.config import load_config
 from nvpt.engine.checkpoint import atomic_write_text
-from nvpt.engine.run import run_training
+from nvpt.pipeline import run_training
 from nvpt.errors import NVPTError
 from nvpt.spiking import signal_filter
 

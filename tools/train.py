@@ -9,7 +9,7 @@ import _bootstrap  # noqa: F401
 
 from nvpt.cli import parser, run_main
 from nvpt.config import load_config
-from nvpt.engine.run import run_training
+from nvpt.pipeline import run_training
 
 
 def main(argv):

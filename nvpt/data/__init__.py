@@ -7,20 +7,29 @@ engine normalises with `DataBundle.mean/std` on the device after corrupting.
 """
 from __future__ import annotations
 
+import gzip
 import importlib
-from collections.abc import Sequence
+import tarfile
+import urllib.error
+import zipfile
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from PIL import Image
 from torch.utils.data import Dataset
 
+from nvpt.config import TORCHVISION_TASKS
 from nvpt.errors import NVPTError
 
 # cfg.data.name -> module with `build(cfg, img_size, in_chans) -> Splits`; imported on use
 # so that e.g. the textures demo never imports torchvision's dataset zoo.
 _BUILDERS = {
     "dtd": "nvpt.data.dtd",
+    **{task: "nvpt.data.torchvision_tasks" for task in TORCHVISION_TASKS},
     "vtab": "nvpt.data.vtab",
     "image_folder": "nvpt.data.image_folder",
     "textures": "nvpt.data.textures",
@@ -109,10 +118,60 @@ def holdout_split(labels: Sequence[int], fraction: float, seed: int) -> tuple[li
     return [i for i in range(len(labels)) if i not in held], sorted(val)
 
 
-def torchvision_download(fetch, name: str, target, fallback: str) -> None:
-    """Run a torchvision dataset download; a failure (no internet) is one line naming the fallback."""
+class ArrayImages(Dataset):
+    """(image, label) pairs from a uint8 array [N,H,W] (gray) or [N,H,W,3] (RGB), restricted to `indices`."""
+
+    def __init__(self, images: np.ndarray, labels, indices, transform: Callable):
+        self.images, self.labels = images, np.asarray(labels, dtype=np.int64)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        i = self.indices[index]
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def torchvision_download(fetch: Callable, name: str, target, fallback: str):
+    """Run a torchvision dataset download and return what `fetch` returns; a failure is one line
+    that says which of no network, a file missing on the server, a download that fails its MD5
+    checksum or an archive that does not unpack it was, and names `fallback`. Folders that the failed
+    download created (`target` and its missing parents) are removed again while they are empty."""
+    target = Path(target)
+    created = [target, *target.parents]
+    created = created[:next(i for i, folder in enumerate(created) if folder.exists())]  # the missing ones
     try:
-        fetch()
-    except (OSError, RuntimeError) as exc:  # URLError/HTTPError are OSErrors; torchvision raises RuntimeError
-        reason = " ".join(str(exc).split())  # torchvision's messages span several lines
-        raise NVPTError(f"{name}: download into {target} failed ({type(exc).__name__}: {reason}); {fallback}") from None
+        return _explained(fetch, name, target, fallback)
+    except NVPTError:
+        for folder in created:  # innermost first
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+        raise
+
+
+def _explained(fetch: Callable, name: str, target: Path, fallback: str):
+    try:
+        return fetch()
+    except urllib.error.HTTPError as exc:  # before URLError, its parent class
+        raise NVPTError(f"{name}: the server answered {exc.code} {exc.reason} for {exc.filename} (the file is missing "
+                        f"there); {fallback}") from None
+    except urllib.error.URLError as exc:
+        raise NVPTError(f"{name}: cannot download into {target}: no connection ({_one_line(exc.reason)}); {fallback}") from None
+    except RuntimeError as exc:
+        if "corrupted" in str(exc) or "md5" in str(exc).lower():  # torchvision: "File not found or corrupted."
+            raise NVPTError(f"{name}: a file downloaded into {target} does not match its MD5 checksum (a truncated "
+                            f"or altered download); run again to download it anew, or {fallback}") from None
+        raise NVPTError(f"{name}: download into {target} failed ({_one_line(exc)}); {fallback}") from None
+    except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise NVPTError(f"{name}: an archive downloaded into {target} does not unpack ({type(exc).__name__}: "
+                        f"{_one_line(exc)}); delete it and run again, or {fallback}") from None
+    except OSError as exc:  # socket errors outside urllib, a full disk, ...
+        raise NVPTError(f"{name}: download into {target} failed ({type(exc).__name__}: {_one_line(exc)}); "
+                        f"{fallback}") from None
+
+
+def _one_line(value) -> str:
+    return " ".join(str(value).split())  # torchvision's messages span several lines

@@ -13,10 +13,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
 
-from nvpt.data import Splits, holdout_split, torchvision_download
+from nvpt.data import ArrayImages, Splits, holdout_split, torchvision_download
 from nvpt.data.transforms import build_transform
 from nvpt.errors import NVPTError
 
@@ -92,21 +90,6 @@ def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(order[np.argsort(rank[order], kind="stable")][:n])
 
 
-class GrayImages(Dataset):
-    """(image, label) pairs from a uint8 [N,H,W] array, restricted to `indices`."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, indices, transform):
-        self.images, self.labels, self.indices = images, labels, np.asarray(indices, dtype=np.int64)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int):
-        i = self.indices[index]
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
-
-
 def build(cfg, img_size: int, in_chans: int) -> Splits:
     root = Path(cfg.data.root)
     if cfg.data.download and any(_find(root, name) is None for names in FILES.values() for name in names):
@@ -121,10 +104,10 @@ def build(cfg, img_size: int, in_chans: int) -> Splits:
 
     train_tf = build_transform(cfg.data.transform, img_size, in_chans, train=True)
     eval_tf = build_transform(cfg.data.transform, img_size, in_chans, train=False)
-    val = GrayImages(train_images, train_labels, pool[held], eval_tf) if held else None
+    val = ArrayImages(train_images, train_labels, pool[held], eval_tf) if held else None
     return Splits(
-        GrayImages(train_images, train_labels, pool[keep], train_tf),
+        ArrayImages(train_images, train_labels, pool[keep], train_tf),
         val,
-        GrayImages(test_images, test_labels, np.arange(len(test_labels)), eval_tf),
+        ArrayImages(test_images, test_labels, np.arange(len(test_labels)), eval_tf),
         list(CLASSES),
     )

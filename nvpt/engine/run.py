@@ -1,17 +1,17 @@
-"""One training run, top to bottom: config -> data -> model -> epochs -> robustness evaluation.
+"""The training part of a run: config -> data -> model -> epochs -> the best checkpoint, deployed.
 
-The run folder holds the resolved `config.yaml`, `metrics.jsonl` (one JSON line per
-epoch), `checkpoint-last.safetensors` (resumable), `checkpoint-best.safetensors`
-(best validation accuracy, or the last epoch when there is no validation split) and,
-written last, `results.json` / `results.md`. A folder without `results.json` is an
-unfinished run: pass it to `train.resume` to continue it exactly.
+`train` writes the run folder's resolved `config.yaml`, `metrics.jsonl` (one JSON line per
+epoch), `checkpoint-last.safetensors` (resumable) and `checkpoint-best.safetensors` (best
+validation accuracy, or the last epoch when there is no validation split), and returns the
+deployed best model with the test loader. The evaluation that follows (clean and corrupted test
+accuracy, `results.json` / `results.md`) is nvpt.pipeline's, downstream of this package: a
+folder without `results.json` is an unfinished run, which `train.resume` continues exactly.
 """
 from __future__ import annotations
 
 import json
 import math
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,15 +26,12 @@ from nvpt.config import Config, dump_config
 from nvpt.data import DataBundle, build_datasets
 from nvpt.engine.checkpoint import (BEST, LAST, atomic_write_text, load_checkpoint, load_model_state, model_identity,
                                    read_checkpoint, save_checkpoint)
-from nvpt.engine.distributed import DistInfo, barrier, cleanup, init_distributed
+from nvpt.engine.distributed import DistInfo, barrier
 from nvpt.engine.loop import Normalize, NonFiniteLoss, evaluate, train_one_epoch
 from nvpt.engine.optim import build_optimizer, WarmupCosine
 from nvpt.errors import NVPTError
 from nvpt.models import build_model
-from nvpt.models.binary_prompts import prompt_bits
-from nvpt.robustness.evaluate import evaluate_robustness, robustness_sets
-from nvpt.robustness.report import markdown_table, write_json
-
+from nvpt.spiking import resolve_backend
 
 
 class IndexedDataset(Dataset):
@@ -142,119 +139,126 @@ def resume_source(resume: str) -> tuple[Path, Path | None]:
 
 
 @dataclass
-class RunResult:
+class Trained:
+    """What `train` leaves for the evaluation: the best weights, deployed, and how to feed them the evaluation split."""
+
     run_dir: Path
-    summary: dict
+    model: torch.nn.Module
+    eval_loader: DataLoader  # the split of eval.split (test by default)
+    normalize: Normalize
+    device: torch.device
+    img_size: int
+    use_amp: bool
+    amp_dtype: torch.dtype
+    best: dict
+    has_val: bool
     history: list[dict]
+    images: dict[str, int]  # train / val / test set sizes
+    say: Callable[[str], None]
 
 
-def run_training(cfg: Config, config_path: str | Path | None = None, log: Callable[[str], None] = print,
-                 show_progress: bool = True) -> RunResult:
-    """Train per cfg, evaluate the best checkpoint clean and under noise, write the run folder."""
-    robustness_sets(cfg.eval)  # a bad corruption name fails now, not after training
-    dist = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
-    try:
-        device = resolve_device(cfg, dist)
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        say = log if dist.is_main else (lambda _msg: None)
+def check_backend(cfg: Config, device: torch.device) -> None:
+    """A spike_nvpt run on a backend this machine lacks (spike.backend=cupy without CUDA or CuPy) fails here, before
+    a run folder exists, instead of at the first forward pass."""
+    if cfg.prompt.method == "spike_nvpt" and cfg.spike.filter == "if":
+        resolve_backend(cfg.spike.backend, device)
 
-        # data and model first: bad input fails before a run folder exists
-        seed_everything(cfg.seed)
-        bundle, img_size = prepare_data(cfg)
-        seed_everything(cfg.seed)  # identical init on every rank and in every rerun
-        model = build_model(cfg).to(device)
-        identity = model_identity(model, cfg)
-        normalize = Normalize(bundle.mean, bundle.std).to(device)
-        if cfg.data.batch_size % dist.world_size:
-            raise NVPTError(f"data.batch_size={cfg.data.batch_size} must divide by the {dist.world_size} torchrun processes")
-        per_rank_batch = cfg.data.batch_size // dist.world_size
-        train_loader = make_loader(bundle.train, per_rank_batch, cfg, dist, True, device)
-        val_loader = make_loader(bundle.val, cfg.data.eval_batch_size, cfg, dist, False, device) if bundle.val else None
-        test_loader = make_loader(bundle.test, cfg.data.eval_batch_size, cfg, dist, False, device)
-        if cfg.eval.split == "val" and val_loader is None:
-            raise NVPTError(f"eval.split=val but {cfg.data.name} has no validation split here; set data.val_fraction > 0 "
-                            "(or data.val_per_class) or eval.split=test")
-        final_loader = val_loader if cfg.eval.split == "val" else test_loader
 
-        steps = len(train_loader) if cfg.train.max_steps_per_epoch is None else min(len(train_loader), cfg.train.max_steps_per_epoch)
-        optimizer = build_optimizer(model, cfg.train, cfg.data.batch_size)
-        scheduler = WarmupCosine(optimizer, steps * cfg.train.epochs, steps * cfg.train.warmup_epochs, cfg.train.min_lr)
-        model.set_training_steps(steps * cfg.train.epochs)  # spike.noise_schedule: a function of (step, total)
-        amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.train.amp_dtype]
-        use_amp = cfg.train.amp and device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-        train_model = model
-        if dist.enabled:
-            train_model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
+def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, log: Callable[[str], None] = print,
+          show_progress: bool = True) -> Trained:
+    """Train per cfg in the process group `dist` (init_distributed; the caller ends it after evaluating) and return
+    the best checkpoint's model, deployed."""
+    device = resolve_device(cfg, dist)
+    check_backend(cfg, device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    say = log if dist.is_main else (lambda _msg: None)
 
-        start_epoch, history, best = 0, [], {"acc": -1.0, "epoch": -1}
-        if cfg.train.resume:
-            run_dir, ckpt = resume_source(cfg.train.resume)
-            if ckpt is None:
-                say(f"{run_dir} has no checkpoint yet: restarting it from epoch 0")
-            else:
-                meta = load_checkpoint(ckpt, model, identity, optimizer, scheduler, scaler)
-                start_epoch, history, best = meta["epoch"] + 1, meta["history"], meta["best"]
-                say(f"resumed {ckpt} at epoch {start_epoch}")
+    # data and model first: bad input fails before a run folder exists
+    seed_everything(cfg.seed)
+    bundle, img_size = prepare_data(cfg)
+    seed_everything(cfg.seed)  # identical init on every rank and in every rerun
+    model = build_model(cfg).to(device)
+    identity = model_identity(model, cfg)
+    normalize = Normalize(bundle.mean, bundle.std).to(device)
+    if cfg.data.batch_size % dist.world_size:
+        raise NVPTError(f"data.batch_size={cfg.data.batch_size} must divide by the {dist.world_size} torchrun processes")
+    per_rank_batch = cfg.data.batch_size // dist.world_size
+    train_loader = make_loader(bundle.train, per_rank_batch, cfg, dist, True, device)
+    val_loader = make_loader(bundle.val, cfg.data.eval_batch_size, cfg, dist, False, device) if bundle.val else None
+    test_loader = make_loader(bundle.test, cfg.data.eval_batch_size, cfg, dist, False, device)
+    if cfg.eval.split == "val" and val_loader is None:
+        raise NVPTError(f"eval.split=val but {cfg.data.name} has no validation split here; set data.val_fraction > 0 "
+                        "(or data.val_per_class) or eval.split=test")
+
+    steps = len(train_loader) if cfg.train.max_steps_per_epoch is None else min(len(train_loader), cfg.train.max_steps_per_epoch)
+    optimizer = build_optimizer(model, cfg.train, cfg.data.batch_size)
+    scheduler = WarmupCosine(optimizer, steps * cfg.train.epochs, steps * cfg.train.warmup_epochs, cfg.train.min_lr)
+    model.set_training_steps(steps * cfg.train.epochs)  # spike.noise_schedule: a function of (step, total)
+    amp_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.train.amp_dtype]
+    use_amp = cfg.train.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    train_model = model
+    if dist.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    start_epoch, history, best = 0, [], {"acc": -1.0, "epoch": -1}
+    if cfg.train.resume:
+        run_dir, ckpt = resume_source(cfg.train.resume)
+        if ckpt is None:
+            say(f"{run_dir} has no checkpoint yet: restarting it from epoch 0")
         else:
-            run_dir = default_run_dir(cfg, config_path)
-            if dist.is_main and run_dir.exists() and any(run_dir.iterdir()):
-                raise NVPTError(f"run folder {run_dir} already exists; pass train.resume={run_dir} to continue it "
-                                "or run_name=<new name> for a new run")
-        if dist.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            dump_config(cfg, run_dir / "config.yaml")
-        say(f"run folder {run_dir}: {cfg.prompt.method} on {cfg.data.name} ({len(bundle.train)} train images, "
-            f"{bundle.num_classes} classes), {sum(p.numel() for p in model.parameters() if p.requires_grad):,} "
-            f"trainable parameters, device {device}")
+            meta = load_checkpoint(ckpt, model, identity, optimizer, scheduler, scaler)
+            start_epoch, history, best = meta["epoch"] + 1, meta["history"], meta["best"]
+            say(f"resumed {ckpt} at epoch {start_epoch}")
+    else:
+        run_dir = default_run_dir(cfg, config_path)
+        if dist.is_main and run_dir.exists() and any(run_dir.iterdir()):
+            raise NVPTError(f"run folder {run_dir} already exists; pass train.resume={run_dir} to continue it "
+                            "or run_name=<new name> for a new run")
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+    say(f"run folder {run_dir}: {cfg.prompt.method} on {cfg.data.name} ({len(bundle.train)} train images, "
+        f"{bundle.num_classes} classes), {sum(p.numel() for p in model.parameters() if p.requires_grad):,} "
+        f"trainable parameters, device {device}")
 
-        for epoch in range(start_epoch, cfg.train.epochs):
-            train_loader.sampler.set_epoch(epoch)
-            train_loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch)  # worker augmentation: f(seed, epoch)
-            line = {"epoch": epoch}
-            line.update(train_one_epoch(train_model, train_loader, optimizer, scheduler, normalize, device, epoch,
-                                        cfg.train, scaler, amp_dtype, cfg.spike.rate_penalty, show_progress))
-            if val_loader is not None:
-                val = evaluate(model, val_loader, normalize, device, amp=use_amp, amp_dtype=amp_dtype)
-                if not math.isfinite(val["loss"]):  # this epoch's weights diverged: keep the previous checkpoint
-                    raise NonFiniteLoss(
-                        f"validation loss is {val['loss']} after epoch {epoch} (step {steps - 1}): stopped; the last "
-                        "good checkpoint is kept (lower train.base_lr, set train.clip_grad, or check the data)")
-                line.update(val_acc=val["acc"], val_loss=val["loss"])
-            score = line.get("val_acc", float(epoch))  # no validation split: the last epoch is the best
-            improved = score > best["acc"]
+    for epoch in range(start_epoch, cfg.train.epochs):
+        train_loader.sampler.set_epoch(epoch)
+        train_loader.generator.manual_seed(cfg.seed * 1_000_003 + epoch)  # worker augmentation: f(seed, epoch)
+        line = {"epoch": epoch}
+        line.update(train_one_epoch(train_model, train_loader, optimizer, scheduler, normalize, device, epoch,
+                                    cfg.train, scaler, amp_dtype, cfg.spike.rate_penalty, show_progress))
+        if val_loader is not None:
+            val = evaluate(model, val_loader, normalize, device, amp=use_amp, amp_dtype=amp_dtype)
+            if not math.isfinite(val["loss"]):  # this epoch's weights diverged: keep the previous checkpoint
+                raise NonFiniteLoss(
+                    f"validation loss is {val['loss']} after epoch {epoch} (step {steps - 1}): stopped; the last "
+                    "good checkpoint is kept (lower train.base_lr, set train.clip_grad, or check the data)")
+            line.update(val_acc=val["acc"], val_loss=val["loss"])
+        score = line.get("val_acc", float(epoch))  # no validation split: the last epoch is the best
+        improved = score > best["acc"]
+        if improved:
+            best = {"acc": score, "epoch": epoch}
+        line["best_epoch"] = best["epoch"]
+        history.append(line)
+        if dist.is_main:
             if improved:
-                best = {"acc": score, "epoch": epoch}
-            line["best_epoch"] = best["epoch"]
-            history.append(line)
-            if dist.is_main:
-                if improved:
-                    save_checkpoint(run_dir / BEST, model, identity, epoch=epoch, best=best)
-                last_epoch = epoch == cfg.train.epochs - 1
-                if (epoch + 1) % cfg.train.save_every == 0 or last_epoch:
-                    save_checkpoint(run_dir / LAST, model, identity, optimizer, scheduler, scaler,
-                                    epoch=epoch, best=best, history=history)
-                atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-            say(json.dumps(line))
-            barrier()
+                save_checkpoint(run_dir / BEST, model, identity, epoch=epoch, best=best)
+            last_epoch = epoch == cfg.train.epochs - 1
+            if (epoch + 1) % cfg.train.save_every == 0 or last_epoch:
+                save_checkpoint(run_dir / LAST, model, identity, optimizer, scheduler, scaler,
+                                epoch=epoch, best=best, history=history)
+            atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        say(json.dumps(line))
+        barrier()
 
-        # final: best weights, deployed, clean and under noise
-        tensors, _ = read_checkpoint(run_dir / BEST)
-        load_model_state(model, tensors, run_dir / BEST)
-        model.deploy()
-        start = time.time()
-        summary = evaluate_robustness(model, final_loader, normalize, device, cfg.eval, img_size, amp=use_amp,
-                                      amp_dtype=amp_dtype, show_progress=show_progress)
-        summary.update(method=cfg.prompt.method, seed=cfg.seed, split=cfg.eval.split, best_epoch=best["epoch"],
-                       best_val_acc=best["acc"] if val_loader is not None else None,
-                       prompt_bits=prompt_bits(cfg, model.prompt_tokens().shape),
-                       eval_time_s=round(time.time() - start, 2))
-        if dist.is_main:
-            atomic_write_text(run_dir / "results.md", markdown_table(summary) + "\n")
-            write_json(summary, run_dir / "results.json")  # last: marks the run complete
-        say(markdown_table(summary))
-        return RunResult(run_dir, summary, history)
-    finally:
-        cleanup()
+    # the best weights, deployed, for the evaluation
+    tensors, _ = read_checkpoint(run_dir / BEST)
+    load_model_state(model, tensors, run_dir / BEST)
+    model.deploy()
+    images = {"train": len(bundle.train), "val": len(bundle.val) if bundle.val else 0, "test": len(bundle.test)}
+    eval_loader = val_loader if cfg.eval.split == "val" else test_loader  # val: choices made without the test split
+    return Trained(run_dir, model, eval_loader, normalize, device, img_size, use_amp, amp_dtype, best,
+                   val_loader is not None, history, images, say)

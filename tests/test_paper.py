@@ -1,0 +1,123 @@
+"""tools/reproduce_paper.py: the plan and its GPU-time estimate, then a tiny run of two tasks that resumes.
+
+The runs use the shipped task configs (configs/dtd.yaml, configs/natural/oxford_iiit_pet.yaml) on small
+fixtures in torchvision's layouts with the full official lists (data.vtab1k=false) and the tiny ViT, so
+every run takes about a second; the VTAB-1k sizes themselves are tested in test_torchvision_tasks.py.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import torchvision_layouts as layouts
+from conftest import TINY, run_tool
+from nvpt.config import load_config
+from nvpt.cost import Assumptions, forward_flops, run_cost
+from nvpt.errors import NVPTError
+from nvpt.paper import TASKS, plan
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_MODEL = [o for o in TINY if not o.startswith("model.num_classes=")]
+
+
+def run_paper(monkeypatch, capsys, *argv) -> tuple[int, str, str]:
+    return run_tool(monkeypatch, capsys, "reproduce_paper", *argv)
+
+
+def test_vit_b16_forward_flops():
+    """Every matmul of ViT-B/16 on 196 patches + class token + 10 prompts, counted by hand."""
+    cfg = load_config(ROOT / "configs/dtd.yaml")
+    n, d, depth = 1 + 196 + 10, 768, 12
+    linears = depth * 2 * (d * 3 * d + d * d + d * 4 * d + 4 * d * d)  # qkv, proj, fc1, fc2 per token
+    expected = linears * n + depth * 4 * n * n * d + 2 * 196 * (3 * 16 * 16) * d + 2 * d * 47
+    assert forward_flops(cfg) == expected
+    assert 36e9 < expected < 38e9  # ViT-B/16 is 17.6 GMACs on 197 tokens
+    assert forward_flops(load_config(ROOT / "configs/dtd.yaml", ["prompt.method=linear"])) < expected  # no prompt tokens
+
+
+def test_run_cost_follows_the_work_and_the_assumptions():
+    gpu_bound = Assumptions(jpeg_ms=1e-6, array_ms=1e-6, epoch_s=0)
+    costs = {m: run_cost(load_config(ROOT / "configs/dtd.yaml", [f"prompt.method={m}"]), 100, gpu_bound).seconds
+             for m in ("linear", "vpt_deep", "full")}
+    assert costs["linear"] < costs["vpt_deep"] < costs["full"]
+    cfg = load_config(ROOT / "configs/dtd.yaml")
+    whole, half, none = (run_cost(cfg, e, gpu_bound) for e in (100, 50, 0))
+    assert (whole.train_images, whole.val_images, whole.test_images, whole.eval_sets) == (1000, 0, 1880, 25)
+    assert whole.seconds - half.seconds == pytest.approx(half.seconds - none.seconds)  # linear in the epochs left
+    assert none.seconds == pytest.approx(1880 * 25 * forward_flops(cfg) / (989e12 * 0.35))  # the final evaluation only
+    # with 4 ms per JPEG over 4 workers DTD is input-bound: 1 ms per image
+    loader_bound = run_cost(cfg, 10, Assumptions(epoch_s=0))
+    assert loader_bound.seconds == pytest.approx(10 * 1000 * 1e-3 + 1880 * 25 * 1e-3)
+    tune = run_cost(load_config(ROOT / "configs/natural/svhn.yaml", ["data.protocol=tune"]), 1)
+    assert (tune.train_images, tune.val_images, tune.test_images) == (800, 200, 26032)
+
+
+def test_estimate_only_plans_every_run_and_trains_nothing(tmp_path, monkeypatch, capsys):
+    rc, out, err = run_paper(monkeypatch, capsys, "--estimate-only", "--out", tmp_path / "paper")
+    assert rc == 0, err
+    for task in TASKS:
+        assert f"| {task} |" in out
+    assert "| dtd | 1,000 / 1,880 | 0 | 0 | 12 |" in out and "| svhn | 1,000 / 26,032 | 0 | 0 | 12 |" in out
+    assert "total (72 runs)" in out and "Estimated GPU time still to spend" in out and "assumed, not measured" in out
+    assert not (tmp_path / "paper").exists()
+    jobs = plan(["cifar100"], ["spike_nvpt", "vpt_deep", "linear", "full"], 3, [f"output_dir={tmp_path}"])["cifar100"]
+    by_method = {job.method: job.cfg for job in jobs}
+    assert by_method["full"].train.optimizer == "adamw" and by_method["vpt_deep"].train.optimizer == "sgd"  # own recipe
+    assert {job.run_dir.name for job in jobs} >= {"cifar100-full-s2", "cifar100-spike_nvpt-s0"}
+
+
+def test_bad_arguments_are_one_line(tmp_path, monkeypatch, capsys):
+    for args, message in ((["--tasks", "imagenet"], "unknown task 'imagenet'"),
+                          (["--methods", "lora", "vpt_deep"], "unknown method 'lora'"),
+                          (["--methods", "spike_nvpt", "linear"], "--reference vpt_deep must be one of --methods"),
+                          (["--seeds", "0"], "--seeds must be >= 1"),
+                          (["--mfu", "0"], "--mfu must be in (0, 1]"),
+                          (["seed=2"], "override 'seed=2' is not allowed"),
+                          (["train.epoch=3"], "unknown config key 'train.epoch'"),
+                          (["--tables-only"], "no finished comparison under")):
+        rc, _, err = run_paper(monkeypatch, capsys, *args, "--out", tmp_path / "paper")
+        assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "paper").exists()
+
+
+def test_tiny_paper_run_writes_tables_and_resumes(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    layouts.write_dtd(data, per_list=2)
+    layouts.write_pets(data, trainval_per_class=2, test_per_class=1)
+    overrides = [f"data.root={data}", "data.vtab1k=false", *TINY_MODEL, "data.num_workers=0", "train.epochs=1",
+                 "train.warmup_epochs=0", "train.threads=1", "data.batch_size=32", "eval.gaussian_std=[0.2]",
+                 "eval.corruptions=[shot_noise]", "eval.severities=[5]"]
+    out = tmp_path / "paper"
+    args = [*overrides, "--methods", "linear", "vpt_deep", "--seeds", "2", "--out", out]
+    both = ["--tasks", "dtd", "oxford_iiit_pet"]
+    rc, first, err = run_paper(monkeypatch, capsys, *args, *both)
+    assert rc == 0, err
+    assert first.index("Estimated GPU time") < first.index("training")  # the estimate comes before any training
+    assert "| dtd | 3,760 / 1,880 | 0 | 0 | 4 |" in first  # the estimate counts the official lists (vtab1k=false)
+    results = (out / "results.md").read_text()
+    comps = {t: json.loads((out / f"compare-{t}" / "comparison.json").read_text()) for t in ("dtd", "oxford_iiit_pet")}
+    for task, comp in comps.items():
+        acc, gain = comp["accuracy"]["linear"], comp["gain"]["linear"]
+        assert comp["seeds"] == [0, 1] and comp["sets"] == ["clean", "shot_noise@5", "gaussian@0.2", "mean_corrupted"]
+        assert f"| {task} | {acc['clean']['mean']:.2f} / {acc['mean_corrupted']['mean']:.2f} |" in results
+        assert f"{gain['mean_corrupted']['mean']:+.2f} [{gain['mean_corrupted']['ci95_low']:+.2f}," in results
+    assert "| mean over tasks |" in results and "### oxford_iiit_pet" in results
+    saved = load_config(out / "dtd-vpt_deep-s1" / "config.yaml")
+    assert saved.eval.corruption_table == "imagenet" and saved.seed == 1  # the ImageNet-C constants
+
+    # stopped before one run's evaluation ended: no results.json. A restart plans to resume that run (the
+    # comparison resumes it exactly: test_compare.py) and to reuse the 7 others.
+    (out / "oxford_iiit_pet-vpt_deep-s1" / "results.json").unlink()
+    rc, status, err = run_paper(monkeypatch, capsys, *args, *both, "--estimate-only")
+    assert rc == 0, err
+    assert "| dtd | 3,760 / 1,880 | 4 | 0 | 0 | 0.0 h |" in status and "| oxford_iiit_pet | 3,680 / 3,669 | 3 | 1 | 0 |" in status
+    (out / "results.md").unlink()
+    rc, tables, err = run_paper(monkeypatch, capsys, *args, *both, "--tables-only")
+    assert rc == 0 and "Estimated" not in tables and (out / "results.md").read_text().split("\n", 3)[3] == results.split("\n", 3)[3]
+
+
+def test_unknown_data_has_no_estimate():
+    with pytest.raises(NVPTError, match=r"no split sizes known for data.name=textures"):
+        run_cost(load_config(None, ["data.name=textures"]), 1)

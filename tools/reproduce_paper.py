@@ -1,0 +1,57 @@
+"""The paper's experiment in one command: Spike-NVPT, VPT-deep, linear and full on DTD and the VTAB-1k
+natural tasks torchvision downloads (ViT-B/16 IN-21k, 3 seeds, clean + noise with the ImageNet-C constants).
+
+    python tools/reproduce_paper.py                     # or: make paper (needs internet for data and weights)
+    python tools/reproduce_paper.py --estimate-only     # the plan and its estimated GPU time, nothing trains
+    python tools/reproduce_paper.py data.num_workers=12 --tasks dtd svhn --seeds 3
+    python tools/reproduce_paper.py --tables-only       # results.md from the comparisons finished so far
+
+Prints the runs (finished, to resume, to train) and the estimated GPU time before anything starts;
+stopped and restarted it reuses finished runs and resumes unfinished ones. Writes <out>/compare-<task>/
+(comparison.md/json/png per task) and <out>/results.md. The logic is nvpt/paper.py.
+"""
+import sys
+from pathlib import Path
+
+import _bootstrap  # noqa: F401
+
+from nvpt.cli import parser, run_main
+from nvpt.config import METHODS
+from nvpt.cost import Assumptions
+from nvpt.errors import NVPTError
+from nvpt.paper import METHODS as PAPER_METHODS
+from nvpt.paper import SEEDS, TASKS, reproduce
+
+
+def main(argv):
+    default = Assumptions()
+    p = parser("Run the paper's comparison on the VTAB-1k natural tasks (train, resume or collect), then write tables.")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides for every run, e.g. data.num_workers=12")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), metavar="TASK",
+                   help=f"tasks ({', '.join(TASKS)}) or config files; default: all")
+    p.add_argument("--methods", nargs="+", default=list(PAPER_METHODS), metavar="METHOD",
+                   help=f"methods ({', '.join(METHODS)}); default: {' '.join(PAPER_METHODS)}")
+    p.add_argument("--seeds", type=int, default=SEEDS, metavar="N", help=f"seeds 0..N-1 (default {SEEDS})")
+    p.add_argument("--out", default="runs/paper", help="folder for the runs and tables (default runs/paper)")
+    p.add_argument("--estimate-only", action="store_true", help="print the plan and the estimated GPU time, train nothing")
+    p.add_argument("--tables-only", action="store_true", help="write results.md from the finished comparisons, train nothing")
+    p.add_argument("--mfu", type=float, default=default.mfu, help=f"estimate: share of the GPU's peak sustained ({default.mfu})")
+    p.add_argument("--peak-tflops", type=float, default=default.peak_tflops,
+                   help=f"estimate: the GPU's dense bf16 peak in TFLOP/s ({default.peak_tflops:g}, an H200)")
+    p.add_argument("--jpeg-ms", type=float, default=default.jpeg_ms, help=f"estimate: CPU ms per JPEG image ({default.jpeg_ms:g})")
+    p.add_argument("--array-ms", type=float, default=default.array_ms,
+                   help=f"estimate: CPU ms per in-memory image ({default.array_ms:g})")
+    p.add_argument("--epoch-s", type=float, default=default.epoch_s,
+                   help=f"estimate: fixed seconds per epoch besides the images ({default.epoch_s:g})")
+    args = p.parse_intermixed_args(argv)
+    if not 0 < args.mfu <= 1 or min(args.peak_tflops, args.jpeg_ms, args.array_ms) <= 0 or args.epoch_s < 0:
+        raise NVPTError("--mfu must be in (0, 1]; --peak-tflops, --jpeg-ms and --array-ms must be > 0, --epoch-s >= 0")
+    if args.estimate_only and args.tables_only:
+        raise NVPTError("--estimate-only and --tables-only exclude each other")
+    assume = Assumptions(args.peak_tflops, args.mfu, args.jpeg_ms, args.array_ms, args.epoch_s)
+    reproduce(args.tasks, args.methods, args.seeds, args.overrides, Path(args.out), assume, args.estimate_only,
+              args.tables_only, log=lambda msg: print(msg, flush=True))
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
