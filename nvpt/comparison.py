@@ -4,7 +4,7 @@
 Run i of method m is <output_dir>/<config stem>-<m>-s<i>, trained with prompt.method=<m>, seed=<i>.
 A method's own recipe, when the config folder holds <config stem>_<m>.yaml (e.g. dtd_full.yaml),
 is read from that file instead. A method entry may also be a YAML file (a variant, e.g. an
-ablation in configs/ablations/): it is labelled by its file name and trained as it says.
+study variant in configs/study/): it is labelled by its file name and trained as it says.
 With reuse (the default) a run folder that already holds results.json for the same config is
 collected instead of retrained, and an unfinished one is resumed (nvpt.engine.plan). Writes
 comparison.md, comparison.json and comparison.png/.pdf to `out`.
