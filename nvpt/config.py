@@ -24,7 +24,12 @@ from nvpt.errors import NVPTError
 
 METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full")
 DATASETS = ("dtd", "vtab", "image_folder", "textures", "fashion_mnist")
-CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
+# The 19 corruptions of ImageNet-C / CIFAR-10-C, grouped by family (nvpt.robustness.corruptions.FAMILIES):
+# noise, blur, weather, digital; each family's ImageNet-C "extra" corruption comes last in it.
+CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise",
+               "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur",
+               "snow", "frost", "fog", "spatter",
+               "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate")
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ SCHEMA: dict[str, Key] = {
     "train.max_steps_per_epoch": _k(None, "int", "cap iterations per epoch (quick checks)", min=1, nullable=True),
 
     "eval.gaussian_std": _k([0.05, 0.1, 0.2, 0.3, 0.5], "float_list", "Gaussian noise sigmas (on [0,1] images) for the final evaluation"),
-    "eval.corruptions": _k([], "str_list", "corruption names for the final evaluation (see nvpt.robustness)"),
+    "eval.corruptions": _k([], "str_list", "corruptions for the final evaluation: names (gaussian_noise, fog, ...), families (noise, blur, weather, digital), common (the 15 ImageNet-C ones), extra (the 4 others) or all (docs/robustness.md)"),
     "eval.severities": _k([1, 2, 3, 4, 5], "int_list", "severities of eval.corruptions"),
     "eval.seed": _k(0, "int", "seed of the evaluation noise: the same noisy test images for every method, training seed and rerun", min=0),
     "eval.corruption_table": _k("auto", "str", "severity constants: imagenet, cifar, or auto (cifar below 64 px)", choices=("auto", "imagenet", "cifar")),
