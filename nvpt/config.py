@@ -28,8 +28,8 @@ DATASETS = ("dtd", "vtab", "image_folder", "textures", "fashion_mnist")
 # noise, blur, weather, digital; each family's ImageNet-C "extra" corruption comes last in it.
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise",
                "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur",
-               "snow", "frost", "fog", "spatter",
-               "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate")
+               "snow", "frost", "fog", "brightness", "spatter",
+               "contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate")
 
 
 @dataclass(frozen=True)

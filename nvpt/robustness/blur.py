@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -78,14 +79,18 @@ def glass_blur(x: Tensor, c, draws: dict, table: str) -> Tensor:
     hs, ws = torch.tensor(visits).unbind(1)
     shifts = draws["shifts"][:, :, hs, ws]  # [B, iterations, visits, (dx, dy)]
     pos = hs * W + ws
-    partner = (pos[None, None] + shifts[..., 1] * W + shifts[..., 0]).to(x.device)
-    rows = torch.arange(B, device=x.device)
+    partner = (pos[None, None] + shifts[..., 1] * W + shifts[..., 0]).numpy()  # [B, iterations, visits]
+    # the swaps are sequential (a pixel can move again later in the scan): a loop over the scan,
+    # vectorised over the batch, in numpy on the CPU (cheaper per step than torch)
+    pixels = flat.permute(0, 2, 1).contiguous().cpu().numpy()  # [B, H*W, C]
+    rows = np.arange(B)
     for it in range(iterations):
         for k, p in enumerate(pos.tolist()):
             q = partner[:, it, k]
-            mine = flat[:, :, p].clone()
-            flat[:, :, p] = flat[rows, :, q]
-            flat[rows, :, q] = mine
+            mine = pixels[:, p].copy()
+            pixels[:, p] = pixels[rows, q]
+            pixels[rows, q] = mine
+    flat = torch.from_numpy(pixels).permute(0, 2, 1).to(x.device)
     return gaussian_filter(flat.reshape(B, C, H, W) / 255.0, sigma)
 
 

@@ -6,8 +6,8 @@ weather.py, digital.py; their image operations live in imageops.py).
 
     noise    gaussian_noise shot_noise impulse_noise | speckle_noise
     blur     defocus_blur glass_blur motion_blur zoom_blur | gaussian_blur
-    weather  snow frost fog | spatter
-    digital  brightness contrast elastic_transform pixelate jpeg_compression | saturate
+    weather  snow frost fog brightness | spatter
+    digital  contrast elastic_transform pixelate jpeg_compression | saturate
 
 The 15 before the bars are ImageNet-C's benchmark corruptions (COMMON); the 4 after them are its
 "extra" (held-out) ones (EXTRA), counted here in the family they belong to. `gaussian` is plain
@@ -46,8 +46,8 @@ AUTO_TABLE_BELOW = 64  # "auto": images smaller than this use the CIFAR-10-C tab
 FAMILIES: dict[str, tuple[str, ...]] = {
     "noise": ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"),
     "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur"),
-    "weather": ("snow", "frost", "fog", "spatter"),
-    "digital": ("brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate"),
+    "weather": ("snow", "frost", "fog", "brightness", "spatter"),
+    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate"),
 }
 EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 COMMON = tuple(n for n in CORRUPTIONS if n not in EXTRA)
@@ -92,10 +92,10 @@ SEVERITY_TABLES: dict[str, dict[str, tuple]] = {
         "frost": ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)),
         # (fog weight, fractal roughness decay)
         "fog": ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)),
+        "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
         # (mean, std, sigma, threshold, intensity, mud) of the liquid layer; mud 0: water, 1: mud
         "spatter": ((0.65, 0.3, 4, 0.69, 0.6, 0), (0.65, 0.3, 3, 0.68, 0.6, 0), (0.65, 0.3, 2, 0.68, 0.5, 0),
                     (0.65, 0.3, 1, 0.65, 1.5, 1), (0.67, 0.4, 1, 0.65, 1.5, 1)),
-        "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),
         "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
         # alpha of imagecorruptions' elastic transform (sigma 1 % and shifts 0.5 % of the image height)
         "elastic_transform": (250 * 0.05, 250 * 0.065, 250 * 0.085, 250 * 0.1, 250 * 0.12),
@@ -121,9 +121,9 @@ SEVERITY_TABLES: dict[str, dict[str, tuple]] = {
                  (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)),
         "frost": ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),
         "fog": ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),
+        "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
         "spatter": ((0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 0.3, 1, 0.69, 0.5, 0),
                     (0.65, 0.1, 0.7, 0.69, 0.6, 1), (0.65, 0.1, 0.5, 0.68, 0.6, 1)),
-        "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
         "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
         # CIFAR-10-C's elastic transform: (alpha, sigma, affine jitter) as fractions of the image side
         "elastic_transform": ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05),
@@ -248,7 +248,7 @@ def corrupt(images: Tensor, name: str, severity: int | None, sample_ids: Tensor,
     if grey:
         from nvpt.robustness.imageops import rgb_to_gray
 
-        out = rgb_to_gray(out.float())
+        out = rgb_to_gray(out.float().clamp(0.0, 1.0))  # the RGB image as saved, then its luma
     return out.clamp(0.0, 1.0).to(images.dtype)
 
 

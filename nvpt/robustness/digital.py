@@ -94,7 +94,7 @@ def elastic_transform(x: Tensor, c, draws: dict, table: str) -> Tensor:
         side = min(H, W) // 3
         src = torch.stack([centre + side, torch.stack([centre[0] + side, centre[1] - side]), centre - side])
         offset = (-jitter + (jitter - (-jitter)) * draws["affine"]).float()
-        image = warp_affine(image, affine_from_points(src.expand(B, 3, 2), src + offset))
+        image = warp_affine(image, affine_from_points(src.expand(B, 3, 2), src + offset)).float()
         low, high, sigmas, truncate = -1.0, 1.0, sigma, 3.0
     else:
         alpha, sigmas, truncate = c, (H * 0.01, W * 0.01), 3.0

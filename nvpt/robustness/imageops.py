@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -37,6 +38,12 @@ def border_index(idx: Tensor, n: int, mode: str) -> Tensor:
 
 def _padded(x: Tensor, dim: int, before: int, after: int, mode: str) -> Tensor:
     n = x.shape[dim]
+    k = int(mode == "reflect101")  # reflect101 skips the edge sample
+    if max(before, after) + k < n:  # one reflection at most: slices are cheaper than an index
+        if mode == "nearest":
+            return torch.cat([x.narrow(dim, 0, 1).repeat_interleave(before, dim), x,
+                              x.narrow(dim, n - 1, 1).repeat_interleave(after, dim)], dim)
+        return torch.cat([x.narrow(dim, k, before).flip(dim), x, x.narrow(dim, n - after - k, after).flip(dim)], dim)
     idx = border_index(torch.arange(-before, n + after, device=x.device), n, mode)
     return x.index_select(dim, idx)
 
@@ -44,10 +51,13 @@ def _padded(x: Tensor, dim: int, before: int, after: int, mode: str) -> Tensor:
 def correlate1d(x: Tensor, weights: Tensor, dim: int, mode: str) -> Tensor:
     """scipy.ndimage.correlate1d with an odd-length kernel centred on each element (origin 0)."""
     r = (weights.numel() - 1) // 2
-    xp = _padded(x, dim, r, r, mode).movedim(dim, -1)
-    lead = xp.shape[:-1]
-    out = F.conv1d(xp.reshape(-1, 1, xp.shape[-1]), weights.to(xp.dtype).view(1, 1, -1))
-    return out.reshape(*lead, -1).movedim(-1, dim)
+    n = x.shape[dim]
+    xp = _padded(x, dim, r, r, mode)
+    taps = weights.tolist()
+    out = xp.narrow(dim, 0, n) * taps[0]
+    for k in range(1, len(taps)):  # one multiply-add per tap: cheaper than conv1d on tall batches
+        out.add_(xp.narrow(dim, k, n), alpha=taps[k])
+    return out
 
 
 def gaussian_kernel1d(sigma: float, truncate: float) -> Tensor:
@@ -184,9 +194,10 @@ def sample_bilinear(x: Tensor, ys: Tensor, xs: Tensor, mode: str = "reflect") ->
 
 
 def warp_affine(x: Tensor, m: Tensor) -> Tensor:
-    """cv2.warpAffine(x, M, (W, H), INTER_LINEAR, BORDER_REFLECT_101) for float32 images, one
-    2x3 matrix per image (m [B, 2, 3] float64, mapping source to destination). As OpenCV does,
-    the inverse map is evaluated in 1/1024-pixel fixed point and rounded to 1/32 pixel."""
+    """cv2.warpAffine(x, M, (W, H), INTER_LINEAR, BORDER_REFLECT_101), one 2x3 matrix per image
+    (m [B, 2, 3] float64, mapping source to destination): each output pixel samples the source
+    bilinearly at the inverse map of its position (OpenCV 5 evaluates it in floating point;
+    OpenCV 4 rounded it to 1/32 pixel). float64 result."""
     B, C, H, W = x.shape
     a, b, c, d, e, f = (m[:, 0, 0], m[:, 0, 1], m[:, 0, 2], m[:, 1, 0], m[:, 1, 1], m[:, 1, 2])
     det = a * e - b * d
@@ -194,26 +205,10 @@ def warp_affine(x: Tensor, m: Tensor) -> Tensor:
     i00, i01, i10, i11 = e * inv, -b * inv, -d * inv, a * inv
     i02 = -i00 * c - i01 * f
     i12 = -i10 * c - i11 * f
-    xs = torch.arange(W, dtype=torch.float64)
-    ys = torch.arange(H, dtype=torch.float64)
-    # cvRound (half to even) = torch.round; >> on negative ints floors, as in C
-    adelta = torch.round(i00[:, None] * xs * 1024).long()  # [B, W]
-    bdelta = torch.round(i10[:, None] * xs * 1024).long()
-    x0 = torch.round((i01[:, None] * ys + i02[:, None]) * 1024).long() + 16  # [B, H]
-    y0 = torch.round((i11[:, None] * ys + i12[:, None]) * 1024).long() + 16
-    X = (x0[:, :, None] + adelta[:, None, :]) >> 5  # [B, H, W] in 1/32 px
-    Y = (y0[:, :, None] + bdelta[:, None, :]) >> 5
-    sx, sy = (X >> 5).to(x.device), (Y >> 5).to(x.device)
-    ax = ((X & 31).float() / 32).to(x.device)[:, None]
-    ay = ((Y & 31).float() / 32).to(x.device)[:, None]
-    flat = x.float().reshape(B, C, H * W)
-
-    def tap(yi, xi):
-        idx = (border_index(yi, H, "reflect101") * W + border_index(xi, W, "reflect101")).reshape(B, 1, -1)
-        return flat.gather(2, idx.expand(B, C, -1)).reshape(B, C, H, W)
-
-    w0, w1, w2, w3 = (1 - ay) * (1 - ax), (1 - ay) * ax, ay * (1 - ax), ay * ax
-    return tap(sy, sx) * w0 + tap(sy, sx + 1) * w1 + tap(sy + 1, sx) * w2 + tap(sy + 1, sx + 1) * w3
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    sx = i00[:, None, None] * xs + i01[:, None, None] * ys + i02[:, None, None]
+    sy = i10[:, None, None] * xs + i11[:, None, None] * ys + i12[:, None, None]
+    return sample_bilinear(x, sy.to(x.device), sx.to(x.device), "reflect101")
 
 
 def affine_from_points(src: Tensor, dst: Tensor) -> Tensor:
@@ -341,21 +336,22 @@ def distance_to_edges(edges: Tensor, cap: float) -> Tensor:
     chamfer distance (steps 1, 1.4, 2.1969, summed in float32 in its scan order) of every pixel
     to the nearest edge pixel; float32 [B, H, W]."""
     B, H, W = edges.shape
-    d = torch.full((B, H + 4, W + 4), 1e30, dtype=torch.float32, device=edges.device)  # 2-pixel border
-    zero = torch.zeros((), dtype=torch.float32, device=edges.device)
-    steps = {w: torch.tensor(w, dtype=torch.float32) for w in (_HV, _DIAG, _LONG)}
+    dev = edges.device
+    edge = edges.cpu().numpy()
+    d = np.full((B, H + 4, W + 4), 1e30, dtype=np.float32)  # 2-pixel border
+    zero = np.float32(0)
     for sign, rows in ((1, range(H)), (-1, range(H - 1, -1, -1))):
         for i in rows:
             r = i + 2
-            cand = d[:, r, 2:W + 2] if sign < 0 else torch.full((B, W), 1e30, dtype=torch.float32, device=edges.device)
+            cand = d[:, r, 2:W + 2].copy() if sign < 0 else np.full((B, W), 1e30, dtype=np.float32)
             for dy, dx, w in _FORWARD:
-                cand = torch.minimum(cand, d[:, r + sign * dy, 2 + sign * dx:W + 2 + sign * dx] + steps[w])
-            cand = torch.where(edges[:, i], zero, cand)
-            cols = range(W) if sign > 0 else range(W - 1, -1, -1)
-            for j in cols:  # the chain along the row: the neighbour just passed
-                prev = d[:, r, 2 + j - sign] + steps[_HV]
-                d[:, r, 2 + j] = torch.where(edges[:, i, j], zero, torch.minimum(cand[:, j], prev))
-    return d[:, 2:H + 2, 2:W + 2].clamp(max=cap)
+                np.minimum(cand, d[:, r + sign * dy, 2 + sign * dx:W + 2 + sign * dx] + np.float32(w), out=cand)
+            cand[edge[:, i]] = zero
+            line = d[:, r]
+            # the chain along the row (left to right, then right to left): the neighbour just passed
+            for j in (range(W) if sign > 0 else range(W - 1, -1, -1)):
+                line[:, 2 + j] = np.minimum(cand[:, j], line[:, 2 + j - sign] + np.float32(_HV))
+    return torch.from_numpy(np.minimum(d[:, 2:H + 2, 2:W + 2], np.float32(cap))).to(dev)
 
 
 def equalize_hist(img: Tensor) -> Tensor:
