@@ -8,8 +8,10 @@ A method's own recipe, when the config folder holds <config stem>_<m>.yaml (e.g.
 is read from that file instead. A --methods entry may also be a YAML file (a variant, e.g. an
 ablation in configs/ablations/): it is labelled by its file name and trained as it says.
 With --reuse (the default) a run folder that already holds results.json for the same config
-is collected instead of retrained, and an unfinished one is resumed. Writes comparison.md,
-comparison.json and comparison.png/.pdf to --out (default <output_dir>/compare-<config stem>).
+is collected instead of retrained, and an unfinished one is resumed. Writes comparison.md (summary,
+per-family means, every set), comparison.json, comparison.png/.pdf (accuracy vs severity per
+corruption family) and, with corruptions, comparison_corruptions.png/.pdf (per corruption) to --out
+(default <output_dir>/compare-<config stem>).
 """
 import argparse
 import json
@@ -24,7 +26,7 @@ from nvpt.cli import parser, run_main
 from nvpt.config import METHODS, load_config
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.errors import NVPTError
-from nvpt.robustness.compare import compare_runs, comparison_markdown, plot_comparison, summary_markdown
+from nvpt.robustness.compare import compare_runs, comparison_markdown, family_markdown, plot_comparison, summary_markdown
 from nvpt.robustness.evaluate import robustness_sets
 from nvpt.robustness.report import write_json
 
@@ -159,7 +161,7 @@ def main(argv):
 
     comp = compare_runs(results, reference=args.reference)
     out = Path(args.out) if args.out else Path(base.output_dir) / f"compare-{stem}"
-    table = summary_markdown(comp) + "\n" + comparison_markdown(comp)
+    table = summary_markdown(comp) + "\n" + family_markdown(comp) + "\n" + comparison_markdown(comp)
     write_json({**comp, "config": str(args.config), "overrides": args.overrides,
                 "runs": {m: [str(job[3]) for job in jobs if job[0] == m] for m in labels}},
                out / "comparison.json")
