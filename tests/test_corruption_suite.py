@@ -455,3 +455,19 @@ def test_dtype_kept_input_untouched(dtype):
 def test_bad_channels():
     with pytest.raises(NVPTError, match="3-channel"):
         corrupt(torch.rand(1, 4, 32, 32), "snow", 1, torch.arange(1), 0)
+
+
+def test_time_suite_accounts_for_every_set():
+    from nvpt.robustness.speed import suite_report, time_suite
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 4))
+    batches = [(photos(2), torch.arange(2)), (photos(3)[2:], torch.arange(2, 3))]
+    sets = corruption_grid(["fog", "noise"], [1, 4], [])
+    result = time_suite(model, batches, lambda v: v, torch.device("cpu"), sets, "cifar", 0)
+    assert result["images"] == 3 and result["batches"] == 2
+    assert list(result["sets"]) == ["clean"] + [f"{n}@{s}" for n, s, _ in sets]
+    assert result["corruptions"]["fog"]["sets"] == 2 and result["families"]["noise"]["sets"] == 8
+    assert set(result["families"]) == {"noise", "weather"} and result["total"]["sets"] == 11
+    assert result["sets"]["clean"]["corrupt_s"] < 0.01 and result["total"]["model_s"] > 0
+    assert result["total"]["total_s"] == pytest.approx(result["total"]["corrupt_s"] + result["total"]["model_s"])
+    assert "family weather" in suite_report(result) and ("PASS" in suite_report(result)) == result["pass"]

@@ -13,6 +13,12 @@ per-round ratios with its min/max and quartiles. Targets (PASS/FAIL, printed and
   Spike-NVPT / VPT training step, at every --time-steps T  <= 1.05
   SFL time per step at the largest / smallest --sfl-batches <= 1.1 (the SFL never sees the batch)
 Backbone weights do not matter for speed: they are random unless --weights keeps the config's.
+
+    python tools/benchmark.py configs/demo/base.yaml --corruptions [NAME ...] --threads 2
+
+times the corruption suite instead (nvpt.robustness.speed; default all 19 corruptions at the
+config's eval.severities) on the config's test set, corrupting and classifying every batch as the
+final evaluation does; target: <= 300 s for the demo's 800 test images on 2 cores.
 """
 import ctypes
 import gc
@@ -451,6 +457,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def corruption_suite_benchmark(args, device: torch.device) -> dict:
+    """nvpt.robustness.speed.time_suite on the config's test set (preloaded), model as configured."""
+    from nvpt.engine.loop import Normalize
+    from nvpt.engine.run import make_loader, prepare_data
+    from nvpt.engine.distributed import DistInfo
+    from nvpt.robustness.corruptions import corruption_grid, resolve_table
+    from nvpt.robustness.speed import suite_report, time_suite
+
+    base = [] if args.weights else ["model.pretrained=false", "model.pretrained_file=null"]
+    cfg = load_config(args.config, base + list(args.overrides))
+    sets = corruption_grid(args.corruptions or ["all"], cfg.eval.severities, [])
+    torch.manual_seed(cfg.seed)
+    bundle, img_size = prepare_data(cfg)
+    model = build_model(cfg).to(device).eval()
+    if hasattr(model, "deploy"):
+        model.deploy()
+    loader = make_loader(bundle.test, args.batch_size or cfg.data.eval_batch_size, cfg, DistInfo(), False, device)
+    batches = [(images, ids) for images, _, ids in loader]
+    result = time_suite(model, batches, Normalize(bundle.mean, bundle.std).to(device), device, sets,
+                        resolve_table(cfg.eval.corruption_table, img_size), cfg.eval.seed)
+    result.update(config=args.config, overrides=list(args.overrides), device_name=device_name(device),
+                  load_avg=list(os.getloadavg()))
+    print(suite_report(result))
+    return result
+
+
 def main(argv):
     p = parser("Benchmark Spike-NVPT against VPT and the bare backbone (speed, memory, SFL scaling).")
     p.add_argument("config", help="YAML config, e.g. configs/demo/spike_nvpt.yaml")
@@ -466,6 +498,8 @@ def main(argv):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, i.e. OMP_NUM_THREADS)")
     p.add_argument("--weights", action="store_true", help="load the config's backbone weights (default: random init)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--corruptions", nargs="*", default=None, metavar="NAME",
+                   help="time the corruption suite on the config's test set instead (names or groups; none: all)")
     args = p.parse_args(argv)
     for name in ("batch_size", "repeats", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -477,6 +511,12 @@ def main(argv):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.corruptions is not None:
+        result = corruption_suite_benchmark(args, device)
+        out = Path(args.out) if args.out else Path("runs/benchmark") / f"{Path(args.config).stem}-corruptions-{device.type}.json"
+        atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+        print(f"wrote {out}")
+        return 1 if args.strict and not result["pass"] else 0
     result = run_benchmark(args, device)
     text = report(result)
     print(text)
