@@ -159,13 +159,15 @@ def pil_box_resize_u8(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Image.resize(size=(W, H), Image.BOX) of uint8-valued images (integers in a float or int
     tensor [..., H, W]): horizontal pass, then vertical, each rounded to 8 bits as Pillow does."""
     h_out, w_out = size
-    v = x.round().to(torch.int64)
+    v = x.double().round()
+    # integer arithmetic in float64 (exact below 2**53; integer matmul does not run on CUDA)
+    half, unit = float(1 << (_PIL_BITS - 1)), float(1 << _PIL_BITS)
     if w_out != v.shape[-1]:
-        wx = pil_box_weights(v.shape[-1], w_out).to(x.device)
-        v = ((v @ wx.T + (1 << (_PIL_BITS - 1))) >> _PIL_BITS).clamp(0, 255)
+        wx = pil_box_weights(v.shape[-1], w_out).double().to(x.device)
+        v = torch.floor((v @ wx.T + half) / unit).clamp(0, 255)
     if h_out != v.shape[-2]:
-        wy = pil_box_weights(v.shape[-2], h_out).to(x.device)
-        v = ((wy @ v + (1 << (_PIL_BITS - 1))) >> _PIL_BITS).clamp(0, 255)
+        wy = pil_box_weights(v.shape[-2], h_out).double().to(x.device)
+        v = torch.floor((wy @ v + half) / unit).clamp(0, 255)
     return v.to(x.dtype)
 
 
