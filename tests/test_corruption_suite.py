@@ -471,3 +471,40 @@ def test_time_suite_accounts_for_every_set():
     assert result["sets"]["clean"]["corrupt_s"] < 0.01 and result["total"]["model_s"] > 0
     assert result["total"]["total_s"] == pytest.approx(result["total"]["corrupt_s"] + result["total"]["model_s"])
     assert "family weather" in suite_report(result) and ("PASS" in suite_report(result)) == result["pass"]
+
+
+def test_benchmark_tool_times_the_suite(tmp_path, capsys):
+    import importlib.util
+    import json
+    import sys
+
+    tool_path = ROOT / "tools" / "benchmark.py"
+    sys.path.insert(0, str(tool_path.parent))  # for `import _bootstrap`
+    try:
+        spec = importlib.util.spec_from_file_location("benchmark_tool", tool_path)
+        tool = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tool)
+    finally:
+        sys.path.remove(str(tool_path.parent))
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"""_base_: {ROOT / 'configs' / 'demo' / 'base.yaml'}
+model:
+  kwargs: "{{patch_size: 8, depth: 1, embed_dim: 32, num_heads: 2}}"
+data:
+  train_per_class: 2
+  test_per_class: 2
+  crop_size: 32
+  eval_batch_size: 16
+eval:
+  severities: [1, 5]
+""")
+    out = tmp_path / "suite.json"
+    threads = torch.get_num_threads()
+    try:
+        assert tool.main([str(config), "--corruptions", "blur", "contrast", "--threads", "1", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())
+    assert result["images"] == 40 and result["batches"] == 3 and result["table"] == "cifar"
+    assert list(result["corruptions"]) == list(FAMILIES["blur"]) + ["contrast"]
+    assert result["total"]["sets"] == 1 + 6 * 2 and "family blur" in capsys.readouterr().out
