@@ -83,10 +83,10 @@ def suite_report(result: dict) -> str:
     """A plain-text table of time_suite's result."""
     lines = [f"corruption suite on {result['images']} images ({result['batches']} batches), table {result['table']}, "
              f"device {result['device']}, {result['threads']} thread(s); seconds of wall time (of process CPU time)",
-             f"  {'':27s} {'sets':>5s} {'corrupt':>16s} {'model':>16s}"]
+             f"  {'':30s} {'sets':>5s} {'corrupt':>16s} {'model':>16s}"]
 
     def row_text(label, row):
-        return (f"  {label:27s} {row['sets']:5d} {row['corrupt_s']:7.2f} ({row['corrupt_cpu_s']:6.2f}) "
+        return (f"  {label:30s} {row['sets']:5d} {row['corrupt_s']:7.2f} ({row['corrupt_cpu_s']:6.2f}) "
                 f"{row['model_s']:7.2f} ({row['model_cpu_s']:6.2f})")
 
     for kind, rows in (("corruption", result["corruptions"]), ("family", result["families"])):
