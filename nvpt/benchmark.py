@@ -474,3 +474,32 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def corruption_suite_benchmark(config: str, overrides: list[str], corruptions: list[str], weights: bool,
+                               batch_size: int | None, device: torch.device) -> dict:
+    """nvpt.robustness.speed.time_suite on the config's test set (preloaded), the model as configured (deployed):
+    corrupting and classifying every batch as the final evaluation does. Target: <= 300 s for the demo's 800
+    test images on 2 cores (docs/performance.md)."""
+    from nvpt.engine.distributed import DistInfo
+    from nvpt.engine.loop import Normalize
+    from nvpt.engine.run import make_loader, prepare_data
+    from nvpt.robustness.corruptions import corruption_grid, resolve_table
+    from nvpt.robustness.speed import suite_report, time_suite
+
+    base = [] if weights else ["model.pretrained=false", "model.pretrained_file=null"]
+    cfg = load_config(config, base + list(overrides))
+    sets = corruption_grid(corruptions or ["all"], cfg.eval.severities, [])
+    torch.manual_seed(cfg.seed)
+    bundle, img_size = prepare_data(cfg)
+    model = build_model(cfg).to(device).eval()
+    if hasattr(model, "deploy"):
+        model.deploy()
+    loader = make_loader(bundle.test, batch_size or cfg.data.eval_batch_size, cfg, DistInfo(), False, device)
+    batches = [(images, ids) for images, _, ids in loader]
+    result = time_suite(model, batches, Normalize(bundle.mean, bundle.std).to(device), device, sets,
+                        resolve_table(cfg.eval.corruption_table, img_size), cfg.eval.seed)
+    result.update(config=config, overrides=list(overrides), device_name=device_name(device),
+                  load_avg=list(os.getloadavg()))
+    result["report"] = suite_report(result)
+    return result

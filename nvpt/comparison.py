@@ -26,7 +26,7 @@ from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.plan import plan_run
 from nvpt.errors import NVPTError
 from nvpt.pipeline import run_training
-from nvpt.robustness.compare import compare_runs, comparison_markdown, plot_comparison, summary_markdown
+from nvpt.robustness.compare import compare_runs, comparison_markdown, family_markdown, plot_comparison, summary_markdown
 from nvpt.robustness.evaluate import robustness_sets
 from nvpt.robustness.report import write_json
 
@@ -123,7 +123,7 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
     comp = compare_runs(results, reference=reference)
     base = load_config(config, overrides)
     out = Path(out) if out else Path(base.output_dir) / f"compare-{Path(config).stem}"
-    table = summary_markdown(comp) + "\n" + comparison_markdown(comp)
+    table = summary_markdown(comp) + "\n" + family_markdown(comp) + "\n" + comparison_markdown(comp)
     write_json({**comp, "config": str(config), "overrides": list(overrides),
                 "runs": {m: [str(job.run_dir) for job in jobs if job.method == m] for m in labels}},
                out / "comparison.json")

@@ -27,7 +27,12 @@ METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full")
 TORCHVISION_TASKS = ("cifar100", "caltech101", "oxford_flowers102", "oxford_iiit_pet", "svhn")
 DATASETS = ("dtd", *TORCHVISION_TASKS, "vtab", "image_folder", "textures", "fashion_mnist", "synthetic")
 SYNTHETIC_FAMILIES = ("dead_leaves", "spectral", "sinusoids", "gabor", "fractal")
-CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
+# The 19 corruptions of ImageNet-C / CIFAR-10-C, grouped by family (nvpt.robustness.corruptions.FAMILIES):
+# noise, blur, weather, digital; each family's ImageNet-C "extra" corruption comes last in it.
+CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise",
+               "defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur",
+               "snow", "frost", "fog", "brightness", "spatter",
+               "contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate")
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,7 @@ SCHEMA: dict[str, Key] = {
     "train.max_steps_per_epoch": _k(None, "int", "cap iterations per epoch (quick checks)", min=1, nullable=True),
 
     "eval.gaussian_std": _k([0.05, 0.1, 0.2, 0.3, 0.5], "float_list", "Gaussian noise sigmas (on [0,1] images) for the final evaluation"),
-    "eval.corruptions": _k([], "str_list", "corruption names for the final evaluation (see nvpt.robustness)"),
+    "eval.corruptions": _k([], "str_list", "corruptions for the final evaluation: names (gaussian_noise, fog, ...), families (noise, blur, weather, digital), common (the 15 ImageNet-C ones), extra (the 4 others) or all (docs/robustness.md)"),
     "eval.severities": _k([1, 2, 3, 4, 5], "int_list", "severities of eval.corruptions"),
     "eval.split": _k("test", "str", "split of the final evaluation: test, or val for choices made on validation (the test split stays untouched)", choices=("test", "val")),
     "eval.seed": _k(0, "int", "seed of the evaluation noise: the same noisy test images for every method, training seed and rerun", min=0),

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from nvpt.errors import NVPTError
-from nvpt.robustness.compare import (compare_runs, comparison_markdown, noise_curves, plot_comparison, set_accuracies,
-                                     summary_markdown)
+from nvpt.robustness.compare import (compare_runs, comparison_markdown, family_curves, family_markdown, noise_curves,
+                                     plot_comparison, set_accuracies, summary_markdown)
 from nvpt.robustness.report import summarize, t_critical_95
 
 torch.set_num_threads(1)
@@ -38,7 +38,8 @@ def test_compare_runs_statistics_paired_by_seed():
     # the spike results come in another order: pairing must follow the seed field
     comp = compare_runs({"spike_nvpt": SPIKE[::-1], "vpt_deep": VPT}, reference="vpt_deep")
     assert comp["seeds"] == [0, 1, 2] and comp["methods"] == ["spike_nvpt", "vpt_deep"]
-    assert comp["sets"] == ["clean", "gaussian_noise@1", "gaussian@0.1", "mean_corrupted"]
+    assert comp["sets"] == ["clean", "gaussian_noise@1", "gaussian@0.1", "family:noise", "mean_corrupted"]
+    assert comp["accuracy"]["spike_nvpt"]["family:noise"]["values"] == [75.0, 77.0, 79.0]  # gaussian@sigma: no family
 
     clean = comp["accuracy"]["spike_nvpt"]["clean"]
     assert clean["values"] == [80.0, 82.0, 84.0]
@@ -59,7 +60,8 @@ def test_compare_runs_statistics_paired_by_seed():
 
 
 def test_set_accuracies_order():
-    assert list(set_accuracies(SPIKE[0])) == ["clean", "gaussian_noise@1", "gaussian@0.1", "mean_corrupted"]
+    assert list(set_accuracies(SPIKE[0])) == ["clean", "gaussian_noise@1", "gaussian@0.1", "family:noise",
+                                              "mean_corrupted"]
     assert set_accuracies({**summarize(70.0, {}), "seed": 0}) == {"clean": 70.0}
 
 
@@ -118,10 +120,42 @@ def test_noise_curves_and_plot(tmp_path):
     assert curves["gaussian"]["methods"]["spike_nvpt"]["low"][0] == pytest.approx(70.5 - ci_half(math.sqrt(0.5), 2))
 
     written = plot_comparison(comp, tmp_path / "plots" / "comparison")
-    assert [p.name for p in written] == ["comparison.png", "comparison.pdf"]
+    assert [p.name for p in written] == ["comparison.png", "comparison.pdf", "comparison_corruptions.png",
+                                         "comparison_corruptions.pdf"]
     assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written[0].stat().st_size > 5000
     assert written[1].read_bytes()[:5] == b"%PDF-"
     assert not [p for p in (tmp_path / "plots").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def _family_runs():
+    """Two methods, two seeds, two severities of one corruption in each of noise and weather."""
+    def res(seed, clean, shift):
+        sets = {"shot_noise@1": 60.0, "shot_noise@3": 40.0, "speckle_noise@1": 70.0, "speckle_noise@3": 50.0,
+                "fog@1": 66.0, "fog@3": 30.0}
+        return {**summarize(clean, {k: v + shift + seed for k, v in sets.items()}), "seed": seed}
+    return {"spike_nvpt": [res(s, 80.0, 4.0) for s in (0, 1)], "vpt_deep": [res(s, 82.0, 0.0) for s in (0, 1)]}
+
+
+def test_family_means_tables_and_curves(tmp_path):
+    comp = compare_runs(_family_runs())
+    assert [k for k in comp["sets"] if k.startswith("family:")] == ["family:noise", "family:weather"]
+    # noise per seed: mean of the 4 noise sets = 55 + shift + seed
+    assert comp["accuracy"]["vpt_deep"]["family:noise"]["values"] == [55.0, 56.0]
+    assert comp["gain"]["spike_nvpt"]["family:weather"]["values"] == [4.0, 4.0]
+    md = family_markdown(comp)
+    assert "| method | clean | noise | weather | mCA |" in md
+    assert "| vpt_deep | 82.00 ± 0.00 [82.00, 82.00] | 55.50 ± 0.71 [" in md
+    assert "| spike_nvpt − vpt_deep | **-2.00 ± 0.00 [-2.00, -2.00]** | **+4.00 ± 0.00 [+4.00, +4.00]** |" in md
+    assert "| noise (family mean) |" in comparison_markdown(comp)
+
+    curves = family_curves(comp)
+    assert list(curves) == ["noise", "weather"]
+    assert curves["noise"]["x"] == [0.0, 1.0, 3.0]
+    # severity 1 of noise for vpt_deep: mean of shot@1 and speckle@1 = 65 (+ seed), over seeds 65.5
+    assert curves["noise"]["methods"]["vpt_deep"]["mean"] == [82.0, 65.5, 45.5]
+    assert curves["weather"]["methods"]["spike_nvpt"]["mean"] == [80.0, 70.5, 34.5]
+    written = plot_comparison(comp, tmp_path / "c")
+    assert [p.name for p in written] == ["c.png", "c.pdf", "c_corruptions.png", "c_corruptions.pdf"]
 
 
 # ----------------------------------------------------------------------------- the tool

@@ -1,4 +1,5 @@
-"""Noise corruptions: formulas against their definitions, seeding, validation."""
+"""Noise corruptions: formulas against their definitions, seeding, validation.
+(The other 15 corruptions: tests/test_corruption_suite.py.)"""
 import os
 import subprocess
 import sys
@@ -6,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from nvpt.config import CORRUPTIONS
 from nvpt.errors import NVPTError
 from nvpt.robustness.corruptions import (
+    FAMILIES,
     SEVERITY_TABLES,
     corrupt,
     corruption_grid,
@@ -19,6 +20,7 @@ from nvpt.robustness.corruptions import (
 torch.set_num_threads(1)
 
 IDS = torch.arange(16)
+NOISE = FAMILIES["noise"]
 
 
 def grey(value=0.5, shape=(16, 3, 64, 64), dtype=torch.float32):
@@ -27,19 +29,19 @@ def grey(value=0.5, shape=(16, 3, 64, 64), dtype=torch.float32):
 
 def test_tables_are_the_published_constants():
     # hendrycks/robustness: imagenet_c/corruptions.py and create_c/make_cifar_c.py
-    assert SEVERITY_TABLES["imagenet"] == {
+    assert {n: SEVERITY_TABLES["imagenet"][n] for n in NOISE} == {
         "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
         "shot_noise": (60, 25, 12, 5, 3),
         "impulse_noise": (0.03, 0.06, 0.09, 0.17, 0.27),
         "speckle_noise": (0.15, 0.2, 0.35, 0.45, 0.6),
     }
-    assert SEVERITY_TABLES["cifar"] == {
+    assert {n: SEVERITY_TABLES["cifar"][n] for n in NOISE} == {
         "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
         "shot_noise": (500, 250, 100, 75, 50),
         "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07),
         "speckle_noise": (0.06, 0.1, 0.12, 0.16, 0.2),
     }
-    for name in CORRUPTIONS:
+    for name in NOISE:
         for s in range(1, 6):
             assert corruption_param(name, s, "imagenet") == SEVERITY_TABLES["imagenet"][name][s - 1]
             assert corruption_param(name, s, "imagenet") != corruption_param(name, s, "cifar")
@@ -118,7 +120,7 @@ def test_impulse_noise_fraction_and_per_element():
     assert all_flipped == pytest.approx(c**3, abs=0.005)
 
 
-@pytest.mark.parametrize("name,sigma", [(n, None) for n in CORRUPTIONS] + [("gaussian", 1.0)])
+@pytest.mark.parametrize("name,sigma", [(n, None) for n in NOISE] + [("gaussian", 1.0)])
 def test_output_clipped(name, sigma):
     x = torch.rand(4, 3, 32, 32)
     x[:, 0] = 0.0
@@ -129,7 +131,7 @@ def test_output_clipped(name, sigma):
         assert (out == 0).any() and (out == 1).any()
 
 
-@pytest.mark.parametrize("name", CORRUPTIONS)
+@pytest.mark.parametrize("name", NOISE)
 def test_deterministic_and_batch_independent(name):
     x = torch.rand(8, 3, 16, 16)
     ids = torch.arange(100, 108)
@@ -142,7 +144,7 @@ def test_deterministic_and_batch_independent(name):
     assert torch.equal(full[:2], corrupt(x[:2], name, 3, [100, 101], seed=7))  # ids as a list
 
 
-@pytest.mark.parametrize("name", CORRUPTIONS)
+@pytest.mark.parametrize("name", NOISE)
 def test_noise_changes_with_ids_seed_severity(name):
     x = grey(0.5, (2, 3, 16, 16))
     base = corrupt(x, name, 3, torch.tensor([0, 1]), seed=0)
@@ -164,7 +166,7 @@ def test_gaussian_sigma_changes_noise():
 def test_dtype_and_device_preserved(dtype):
     x = torch.rand(2, 3, 8, 8).to(dtype)
     before = x.clone()
-    for name in CORRUPTIONS:
+    for name in NOISE:
         out = corrupt(x, name, 2, torch.arange(2), 0)
         assert out.dtype == dtype and out.device == x.device and out.shape == x.shape
     assert torch.equal(x, before)  # input untouched
@@ -178,7 +180,7 @@ def test_empty_batch():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cpu_and_cuda_see_same_images():
     x = torch.rand(4, 3, 32, 32)
-    for name in CORRUPTIONS:
+    for name in NOISE:
         cpu = corrupt(x, name, 5, torch.arange(4), 0)
         gpu = corrupt(x.cuda(), name, 5, torch.arange(4).cuda(), 0)
         assert torch.equal(cpu, gpu.cpu())
@@ -197,7 +199,7 @@ ID2 = torch.arange(2)
 
 
 @pytest.mark.parametrize("call,expect", [
-    (lambda: corrupt(X, "fog", 1, ID2, 0), "valid: gaussian_noise, shot_noise, impulse_noise, speckle_noise, gaussian"),
+    (lambda: corrupt(X, "fogg", 1, ID2, 0), "valid: gaussian_noise, shot_noise, impulse_noise, speckle_noise, defocus_blur"),
     (lambda: corrupt(X, "shot_noise", 0, ID2, 0), "1, 2, 3, 4, 5"),
     (lambda: corrupt(X, "shot_noise", 6, ID2, 0), "1, 2, 3, 4, 5"),
     (lambda: corrupt(X, "shot_noise", None, ID2, 0), "1, 2, 3, 4, 5"),
@@ -220,7 +222,10 @@ ID2 = torch.arange(2)
     (lambda: corruption_param("blur", 1, "imagenet"), "valid:"),
     (lambda: resolve_table("small", 32), "valid: auto, imagenet, cifar"),
     (lambda: resolve_table("auto", 0), "positive integer"),
-    (lambda: corruption_grid(["fog"], [1], []), "valid: gaussian_noise, shot_noise"),
+    (lambda: corruption_grid(["fogg"], [1], []), "valid: gaussian_noise, shot_noise"),
+    (lambda: corruption_grid(["fogg"], [1], []), "or a group: all, common, extra, noise, blur, weather, digital"),
+    (lambda: corruption_grid(["noise", "shot_noise"], [1], []), "'shot_noise' twice"),
+    (lambda: corrupt(torch.rand(2, 2, 8, 8), "fog", 1, ID2, 0), "3-channel"),
     (lambda: corruption_grid(["gaussian"], [1], []), "gaussian_stds"),
     (lambda: corruption_grid(["shot_noise"], [0], []), "1, 2, 3, 4, 5"),
     (lambda: corruption_grid(["shot_noise"], [1], [-0.1]), "> 0"),

@@ -64,7 +64,9 @@ CALLS = {
                                       "--out", tmp],
     "no checkpoint": lambda r, tmp: _no_checkpoint(r, tmp) + ["--out", tmp / "out"],
     "other model": lambda r, tmp: _other_model(r, tmp) + ["--out", tmp / "out"],
-    "unknown corruption": lambda r, tmp: [r["spike_nvpt"], "--corruptions", "fog", "--out", tmp / "out"],
+    "families": lambda r, tmp: [r["spike_nvpt"], "--corruptions", "weather", "saturate", "--severities", "2",
+                                "--gaussian-std", "--out", tmp],
+    "unknown corruption": lambda r, tmp: [r["spike_nvpt"], "--corruptions", "fogg", "--out", tmp / "out"],
     "severity 6": lambda r, tmp: [r["spike_nvpt"], "--severities", "1", "6", "--out", tmp / "out"],
     "missing path": lambda r, tmp: [tmp / "nowhere", "--out", tmp / "out"],
 }
@@ -120,7 +122,7 @@ def test_same_numbers_as_training_and_reference_results(runs, calls):
 
     rows = list(csv.DictReader((out / "robustness.csv").open()))
     assert [r["set"] for r in rows] == ["clean", "gaussian_noise@1", "mean:gaussian_noise", "gaussian@0.1",
-                                        "mean:gaussian", "mean_corrupted"]
+                                        "mean:gaussian", "family:noise", "mean_corrupted"]
     assert float(rows[1]["accuracy"]) == trained["sets"]["gaussian_noise@1"]["accuracy"]
     assert float(rows[1]["relative"]) == pytest.approx(float(rows[1]["accuracy"]) / got["clean"])
     md = (out / "robustness.md").read_text()
@@ -148,6 +150,17 @@ def test_reference_evaluated_on_other_sets(runs, calls):
         got["mean_corrupted"] - reference["summary"]["mean_corrupted"])
 
 
+def test_corruption_groups(runs, calls):
+    tmp, proc = finished(calls, "families")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads((tmp / "robustness.json").read_text())
+    assert list(got["sets"]) == ["snow@2", "frost@2", "fog@2", "brightness@2", "spatter@2", "saturate@2"]
+    assert got["families"]["weather"]["n_sets"] == 5 and got["families"]["digital"]["corruptions"] == ["saturate"]
+    assert got["families"]["weather"]["accuracy"] == pytest.approx(
+        sum(got["sets"][k]["accuracy"] for k in list(got["sets"])[:5]) / 5)
+    assert "| family:weather |" in (tmp / "robustness.md").read_text()
+
+
 def test_reference_results_json_file(runs, calls):
     tmp, proc = finished(calls, "json reference")
     assert proc.returncode == 0, proc.stderr
@@ -162,7 +175,7 @@ def test_reference_results_json_file(runs, calls):
 @pytest.mark.parametrize("case, needle", [
     ("no checkpoint", "no checkpoint-best"),
     ("other model", "another model"),
-    ("unknown corruption", "unknown corruption 'fog'"),
+    ("unknown corruption", "unknown corruption 'fogg'"),
     ("severity 6", "severity"),
     ("missing path", "no run folder or checkpoint"),
 ])

@@ -91,7 +91,8 @@ def test_csv_and_json(tmp_path):
     assert tuple(rows[0]) == CSV_COLUMNS
     assert [r["set"] for r in rows] == ["clean", "gaussian_noise@1", "gaussian_noise@3", "mean:gaussian_noise",
                                         "shot_noise@2", "mean:shot_noise", "gaussian@0.1", "mean:gaussian",
-                                        "mean_corrupted"]
+                                        "family:noise", "mean_corrupted"]
+    assert float(by_set_noise(rows)["accuracy"]) == 60.0 and float(by_set_noise(rows)["diff_to_reference"]) == 6.0
     by_set = {r["set"]: r for r in rows}
     assert by_set["gaussian_noise@3"]["severity_or_sigma"] == "3"
     assert by_set["gaussian@0.1"]["severity_or_sigma"] == "0.1"
@@ -109,6 +110,32 @@ def test_csv_and_json(tmp_path):
     assert [r["diff_to_reference"] for r in csv.DictReader(open(empty, newline=""))] == [""]
 
 
+def by_set_noise(rows):
+    return next(r for r in rows if r["set"] == "family:noise")
+
+
+def test_family_means():
+    s = summarize(80.0, {"gaussian_noise@1": 70.0, "speckle_noise@1": 60.0, "fog@2": 40.0, "defocus_blur@1": 50.0,
+                         "gaussian_blur@5": 30.0, "saturate@3": 65.0, "gaussian@0.1": 20.0})
+    # speckle_noise, gaussian_blur and saturate (ImageNet-C's extras) count in their families
+    assert s["families"] == {
+        "noise": {"accuracy": 65.0, "n_sets": 2, "corruptions": ["gaussian_noise", "speckle_noise"],
+                  "relative": 65.0 / 80.0, "diff_to_reference": None},
+        "blur": {"accuracy": 40.0, "n_sets": 2, "corruptions": ["defocus_blur", "gaussian_blur"],
+                 "relative": 0.5, "diff_to_reference": None},
+        "weather": {"accuracy": 40.0, "n_sets": 1, "corruptions": ["fog"], "relative": 0.5, "diff_to_reference": None},
+        "digital": {"accuracy": 65.0, "n_sets": 1, "corruptions": ["saturate"], "relative": 65.0 / 80.0,
+                    "diff_to_reference": None},
+    }
+    assert s["mean_corrupted"] == 335.0 / 7  # gaussian@sigma sets count in the mCA, in no family
+    ref = summarize(70.0, {"gaussian_noise@1": 60.0, "speckle_noise@1": 60.0, "fog@2": 45.0})
+    diffs = {f: v["diff_to_reference"] for f, v in summarize(80.0, {"gaussian_noise@1": 70.0, "speckle_noise@1": 60.0,
+                                                                    "fog@2": 40.0, "defocus_blur@1": 50.0},
+                                                             reference=ref)["families"].items()}
+    assert diffs == {"noise": 5.0, "blur": None, "weather": -5.0}  # blur: the reference has no blur sets
+    assert summarize(70.0, {"gaussian@0.1": 50.0})["families"] == {}
+
+
 def _parse_markdown(text):
     lines = text.strip().splitlines()
     head = [c.strip() for c in lines[0].strip("|").split("|")]
@@ -123,6 +150,7 @@ def test_markdown_table():
     assert rows["clean"] == ["80.00", "1.000"]
     assert rows["gaussian_noise@3"] == ["50.00", "0.625"]
     assert rows["mean:gaussian_noise"] == ["60.00", "0.750"]
+    assert rows["family:noise"] == ["60.00", "0.750"]
     assert rows["mean_corrupted"] == ["55.00", "0.688"]
 
     head, rows = _parse_markdown(markdown_table(summarize(80.0, OURS, reference=summarize(64.0, REF))))
@@ -136,7 +164,8 @@ def test_side_by_side_markdown():
     head, rows = _parse_markdown(text)
     assert head == ["set", "vpt_deep", "spike_nvpt"]
     assert list(rows) == ["clean", "gaussian_noise@1", "gaussian_noise@3", "shot_noise@2", "impulse_noise@5",
-                          "gaussian@0.1", "mean corrupted (mCA)"]
+                          "gaussian@0.1", "family:noise", "mean corrupted (mCA)"]
+    assert rows["family:noise"] == ["**54.00**", "50.00"]  # (60 + 40 + 62) / 3 and (70 + 30) / 2
     assert rows["clean"] == ["64.00", "**80.00**"]
     assert rows["gaussian_noise@3"] == ["40.00", "n/a"]  # a single value is not marked best
     assert rows["impulse_noise@5"] == ["n/a", "30.00"]
@@ -178,7 +207,7 @@ def test_paired_gain():
 
 
 @pytest.mark.parametrize("call,expect", [
-    (lambda: set_key("fog", 1, None), "valid:"),
+    (lambda: set_key("fogg", 1, None), "valid:"),
     (lambda: set_key("gaussian", 1, None), "not a severity"),
     (lambda: parse_set_key("gaussian_noise"), "expected <corruption>@<severity>"),
     (lambda: parse_set_key("gaussian_noise@x"), "not a severity"),

@@ -5,6 +5,11 @@
 
 Prints the medians, ratios and PASS/FAIL of the targets and writes them all to --out (JSON).
 How it measures, and the targets: nvpt/benchmark.py and docs/performance.md.
+
+    python tools/benchmark.py configs/demo/base.yaml --corruptions [NAME ...] --threads 2
+
+times the corruption suite instead (default all 19 corruptions at the config's eval.severities)
+on the config's test set; target: <= 300 s for the demo's 800 test images on 2 cores.
 """
 import json
 import sys
@@ -13,7 +18,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
-from nvpt.benchmark import BenchmarkArgs, report, resolve_device, run_benchmark
+from nvpt.benchmark import BenchmarkArgs, corruption_suite_benchmark, report, resolve_device, run_benchmark
 from nvpt.cli import parser, run_main
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.errors import NVPTError
@@ -35,6 +40,8 @@ def main(argv):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, i.e. OMP_NUM_THREADS)")
     p.add_argument("--weights", action="store_true", help="load the config's backbone weights (default: random init)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--corruptions", nargs="*", default=None, metavar="NAME",
+                   help="time the corruption suite on the config's test set instead (names or groups; none: all)")
     args = p.parse_args(argv)
     bench = BenchmarkArgs(args.config, args.overrides, args.batch_size, args.repeats, args.warmup, args.sfl_batches,
                           args.time_steps, args.min_repeat_s, args.weights)
@@ -44,6 +51,14 @@ def main(argv):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.corruptions is not None:
+        result = corruption_suite_benchmark(args.config, args.overrides, args.corruptions, args.weights,
+                                            args.batch_size, device)
+        print(result["report"])
+        out = Path(args.out) if args.out else Path("runs/benchmark") / f"{Path(args.config).stem}-corruptions-{device.type}.json"
+        atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+        print(f"wrote {out}")
+        return 1 if args.strict and not result["pass"] else 0
     result = run_benchmark(bench, device)
     print(report(result))
     out = Path(args.out) if args.out else Path("runs/benchmark") / f"{Path(args.config).stem}-{device.type}.json"

@@ -8,9 +8,10 @@ A method's own recipe, when the config folder holds <config stem>_<m>.yaml (e.g.
 is read from that file instead. A --methods entry may also be a YAML file (a variant, e.g. an
 study variant in configs/study/): it is labelled by its file name and trained as it says.
 With --reuse (the default) a run folder that already holds results.json for the same config
-is collected instead of retrained, and an unfinished one is resumed. Writes comparison.md,
-comparison.json and comparison.png/.pdf to --out (default <output_dir>/compare-<config stem>).
-The logic is nvpt/comparison.py.
+is collected instead of retrained, and an unfinished one is resumed. Writes comparison.md (summary,
+per-family means, every set), comparison.json, comparison.png/.pdf (accuracy vs severity per
+corruption family) and, with corruptions, comparison_corruptions.png/.pdf (per corruption) to --out
+(default <output_dir>/compare-<config stem>). The logic is nvpt/comparison.py.
 """
 import argparse
 import sys

@@ -4,6 +4,7 @@
     python tools/eval_robustness.py runs/demo/spike_nvpt-s0
     python tools/eval_robustness.py RUN --corruptions gaussian_noise shot_noise --severities 1 3 5 \\
         --gaussian-std 0.1 0.2 --reference runs/demo/vpt_deep-s0
+    python tools/eval_robustness.py RUN --corruptions all --gaussian-std   # the 19 ImageNet-C corruptions
 
 Unset options take the run's own `eval.*` config, so with no options the numbers equal the
 run's results.json (same code: nvpt.robustness.evaluate.evaluate_robustness). Writes
@@ -37,7 +38,9 @@ def build_parser():
                "unset options default to the run's eval.* config.")
     p.add_argument("run", help="run folder (uses checkpoint-best.safetensors) or a checkpoint file inside one")
     p.add_argument("--corruptions", nargs="*", metavar="NAME",
-                   help="gaussian_noise shot_noise impulse_noise speckle_noise (none: no corruption sets)")
+                   help="corruption names (gaussian_noise, fog, jpeg_compression, ...), families (noise, blur, "
+                        "weather, digital), common (ImageNet-C's 15), extra (its 4 others) or all; "
+                        "none: no corruption sets")
     p.add_argument("--severities", nargs="+", type=int, metavar="S", help="severities 1..5 of --corruptions")
     p.add_argument("--gaussian-std", nargs="*", type=float, metavar="SIGMA",
                    help="plain Gaussian noise sigmas on [0,1] images (none: no Gaussian sets)")

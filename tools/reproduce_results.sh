@@ -26,3 +26,6 @@ $PY tools/visualize_spikes.py runs/demo/spike_nvpt-s0 --runs runs/demo/spike_nvp
 
 # 5. Stronger noise (ImageNet-C constants + Gaussian std up to 0.3), added after the demo
 $PY tools/compare.py configs/experiments/textures_strong_noise.yaml train.threads=1 --seeds 5 --methods spike_nvpt vpt_deep
+
+# 6. The full ImageNet-C corruption suite (19 corruptions x 5 severities, CIFAR-10-C constants), 3 seeds
+$PY tools/compare.py configs/experiments/textures_corruptions.yaml train.threads=1 --seeds 3 --methods spike_nvpt vpt_deep

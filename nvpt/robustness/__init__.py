@@ -1,5 +1,8 @@
-"""Robustness evaluation: seeded noise corruptions and the tables built from their accuracies."""
+"""Robustness evaluation: the seeded ImageNet-C / CIFAR-10-C corruption suite and the tables built from its accuracies."""
 from nvpt.robustness.corruptions import (
+    COMMON,
+    EXTRA,
+    FAMILIES,
     GAUSSIAN,
     SEVERITIES,
     SEVERITY_TABLES,
@@ -8,6 +11,8 @@ from nvpt.robustness.corruptions import (
     corrupt,
     corruption_grid,
     corruption_param,
+    expand_corruptions,
+    family_of,
     resolve_table,
 )
 from nvpt.robustness.report import (
@@ -25,8 +30,8 @@ from nvpt.robustness.report import (
 )
 
 __all__ = [
-    "GAUSSIAN", "SEVERITIES", "SEVERITY_TABLES", "TABLES", "check_set", "corrupt", "corruption_grid",
-    "corruption_param", "resolve_table",
+    "COMMON", "EXTRA", "FAMILIES", "GAUSSIAN", "SEVERITIES", "SEVERITY_TABLES", "TABLES", "check_set", "corrupt",
+    "corruption_grid", "corruption_param", "expand_corruptions", "family_of", "resolve_table",
     "CSV_COLUMNS", "aggregate_seeds", "markdown_table", "paired_gain", "parse_set_key", "set_key",
     "side_by_side_markdown", "summarize", "t_critical_95", "write_csv", "write_json",
 ]

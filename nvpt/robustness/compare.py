@@ -2,12 +2,14 @@
 
     runs = {"spike_nvpt": [res_s0, res_s1, res_s2], "vpt_deep": [res_s0, res_s1, res_s2]}
     comp = compare_runs(runs, reference="vpt_deep")
-    print(comparison_markdown(comp)); plot_comparison(comp, "out/comparison")  # .png + .pdf
+    print(family_markdown(comp)); print(comparison_markdown(comp))
+    plot_comparison(comp, "out/comparison")  # per family: .png + .pdf; per corruption: _corruptions.png + .pdf
 
 Each result is a `summarize()` output with a "seed" (as tools/train.py writes results.json).
-Per evaluation set (clean, every corrupted set, mean corrupted) a method gets
-`aggregate_seeds` over its seeds, and every other method the `paired_gain` over the
-reference, paired by seed.
+Per evaluation set (clean, every corrupted set, every family's mean, mean corrupted) a method
+gets `aggregate_seeds` over its seeds, and every other method the `paired_gain` over the
+reference, paired by seed. Family means ("family:noise", ...) are computed per seed from the
+sets, as summarize() does.
 """
 from __future__ import annotations
 
@@ -18,25 +20,36 @@ from pathlib import Path
 
 from nvpt.config import CORRUPTIONS
 from nvpt.errors import NVPTError
-from nvpt.robustness.corruptions import GAUSSIAN
+from nvpt.robustness.corruptions import FAMILIES, GAUSSIAN
 from nvpt.robustness.report import aggregate_seeds, paired_gain, parse_set_key
 
 CLEAN, MEAN = "clean", "mean_corrupted"
-_FAMILIES = CORRUPTIONS + (GAUSSIAN,)
+FAMILY = "family:"  # prefix of the family-mean keys: "family:noise", ...
+_ORDER = CORRUPTIONS + (GAUSSIAN,)
 
 
 def _set_order(key: str) -> tuple:
     name, severity, sigma = parse_set_key(key)
-    return _FAMILIES.index(name), severity if sigma is None else sigma
+    return _ORDER.index(name), severity if sigma is None else sigma
+
+
+def _is_set(key: str) -> bool:
+    return key not in (CLEAN, MEAN) and not key.startswith(FAMILY)
 
 
 def set_accuracies(result: dict, who: str = "result") -> dict[str, float]:
-    """{"clean", <set key> in table order..., "mean_corrupted" (when there are sets)} -> accuracy (%)."""
+    """{"clean", <set key> in table order..., "family:<name>" per family with sets,
+    "mean_corrupted" (when there are sets)} -> accuracy (%)."""
     if not isinstance(result, dict) or not {"clean", "sets", "mean_corrupted"} <= result.keys():
         raise NVPTError(f"{who} is not a results.json summary (needs clean, sets, mean_corrupted)")
     out = {CLEAN: result["clean"]}
-    for key in sorted(result["sets"], key=_set_order):
+    keys = sorted(result["sets"], key=_set_order)
+    for key in keys:
         out[key] = result["sets"][key]["accuracy"]
+    for family, names in FAMILIES.items():
+        accs = [out[key] for key in keys if parse_set_key(key)[0] in names]
+        if accs:
+            out[FAMILY + family] = math.fsum(accs) / len(accs)
     if result["sets"]:
         out[MEAN] = result["mean_corrupted"]
     return out
@@ -48,7 +61,7 @@ def compare_runs(results: dict[str, list[dict]], reference: str = "vpt_deep") ->
     results: method -> list of results.json dicts, one per seed ("seed" field; list position
     when absent). Every method needs the same seeds and every result the same evaluation sets.
     Returns a JSON-ready dict:
-      methods, reference, seeds, sets      (sets: "clean", set keys, "mean_corrupted")
+      methods, reference, seeds, sets      (sets: "clean", set keys, "family:<name>", "mean_corrupted")
       accuracy[method][set]   aggregate_seeds(...) + "values" (per seed, in `seeds` order)
       gain[method][set]       paired_gain(method, reference) + "values"; reference not included
     """
@@ -98,6 +111,8 @@ def compare_runs(results: dict[str, list[dict]], reference: str = "vpt_deep") ->
 # ----------------------------------------------------------------------------- table
 
 def _label(key: str) -> str:
+    if key.startswith(FAMILY):
+        return f"{key[len(FAMILY):]} (family mean)"
     return "mean corrupted (mCA)" if key == MEAN else key
 
 
@@ -118,7 +133,7 @@ def summary_markdown(comp: dict) -> str:
     """One row per method: clean accuracy, mean corrupted accuracy (mCA) and their paired gains
     over the reference, plus the set where the mean gain is largest (the paper's "up to" number)."""
     ref = comp["reference"]
-    corrupted = [k for k in comp["sets"] if k not in ("clean", MEAN)]
+    corrupted = [k for k in comp["sets"] if _is_set(k)]
     lines = [f"Summary over {len(comp['seeds'])} seeds: mean ± std [95% CI]; gains over {ref} paired by seed, "
              "**bold** where the 95% CI excludes 0", "",
              f"| method | clean | mCA | clean − {ref} | mCA − {ref} | largest mean gain (set) |",
@@ -138,6 +153,27 @@ def summary_markdown(comp: dict) -> str:
             best = max(corrupted, key=lambda k: gains[k]["mean"], default=None)
             row.append(f"{gains[best]['mean']:+.2f} ({best})" if best else "n/a")
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def family_markdown(comp: dict) -> str:
+    """One row per method: clean accuracy, each family's mean and mCA; then, per other method,
+    a row of its paired gains over the reference (bold where the 95% CI excludes 0)."""
+    ref = comp["reference"]
+    keys = [CLEAN] + [k for k in comp["sets"] if k.startswith(FAMILY)] + ([MEAN] if MEAN in comp["sets"] else [])
+    names = {CLEAN: "clean", MEAN: "mCA"}
+    head = [names.get(k, k[len(FAMILY):]) for k in keys]
+    n = len(comp["seeds"])
+    lines = [f"Mean accuracy per corruption family (%): mean ± std [95% CI] over {n} seed{'s' * (n != 1)}; "
+             f"gains over {ref} paired by seed, **bold** where the 95% CI excludes 0", "",
+             "| method | " + " | ".join(head) + " |", "|---" + "|---:" * len(keys) + "|"]
+    for m in comp["methods"]:
+        lines.append(f"| {m} | " + " | ".join(_cell(comp["accuracy"][m][k]) for k in keys) + " |")
+    for m in comp["methods"]:
+        if m != ref:
+            cells = [f"**{_cell(g, True)}**" if _excludes_zero(g) else _cell(g, True)
+                     for g in (comp["gain"][m][k] for k in keys)]
+            lines.append(f"| {m} − {ref} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,42 +204,62 @@ def comparison_markdown(comp: dict) -> str:
 
 # ----------------------------------------------------------------------------- plot
 
-def noise_curves(comp: dict) -> dict[str, dict]:
-    """Per corruption family: x levels (0 = clean, then severities or sigmas) and, per method,
-    the mean / CI bounds at each level. {family: {"x": [...], "methods": {m: {"mean", "low", "high"}}}}"""
-    families: dict[str, list[tuple[float, str]]] = {}
+def _curve(comp: dict, keys_per_level: list[tuple[float, list[str]]]) -> dict:
+    """x levels and, per method, mean / CI bounds of the mean over each level's keys (per seed)."""
+    per_method = {}
+    for m in comp["methods"]:
+        stats = [aggregate_seeds([math.fsum(v) / len(v) for v in zip(*(comp["accuracy"][m][k]["values"] for k in keys))])
+                 for _, keys in keys_per_level]
+        per_method[m] = {"mean": [s["mean"] for s in stats],
+                         "low": [s["ci95_low"] if s["ci95_low"] is not None else math.nan for s in stats],
+                         "high": [s["ci95_high"] if s["ci95_high"] is not None else math.nan for s in stats]}
+    return {"x": [float(level) for level, _ in keys_per_level], "methods": per_method}
+
+
+def _levels(comp: dict, names) -> dict[float, list[str]]:
+    levels: dict[float, list[str]] = {}
     for key in comp["sets"]:
-        if key not in (CLEAN, MEAN):
+        if _is_set(key):
             name, severity, sigma = parse_set_key(key)
-            families.setdefault(name, []).append((severity if sigma is None else sigma, key))
+            if name in names:
+                levels.setdefault(severity if sigma is None else sigma, []).append(key)
+    return levels
+
+
+def noise_curves(comp: dict) -> dict[str, dict]:
+    """Per corruption: x levels (0 = clean, then severities or sigmas) and, per method,
+    the mean / CI bounds at each level. {corruption: {"x": [...], "methods": {m: {"mean", "low", "high"}}}}"""
     curves = {}
-    for name, levels in families.items():
-        keys = [CLEAN] + [k for _, k in sorted(levels)]
-        per_method = {}
-        for m in comp["methods"]:
-            stats = [comp["accuracy"][m][k] for k in keys]
-            per_method[m] = {"mean": [s["mean"] for s in stats],
-                             "low": [s["ci95_low"] if s["ci95_low"] is not None else math.nan for s in stats],
-                             "high": [s["ci95_high"] if s["ci95_high"] is not None else math.nan for s in stats]}
-        curves[name] = {"x": [0.0] + [float(level) for level, _ in sorted(levels)], "methods": per_method}
+    for name in _ORDER:
+        levels = _levels(comp, (name,))
+        if levels:
+            curves[name] = _curve(comp, [(0.0, [CLEAN])] + sorted(levels.items()))
     return curves
 
 
-def plot_comparison(comp: dict, path: str | os.PathLike) -> list[Path]:
-    """Accuracy vs noise level, one panel per corruption, one line per method with its 95% CI
-    band (drawn within 0..100); writes <path>.png and <path>.pdf (atomically) and returns both paths."""
+def family_curves(comp: dict) -> dict[str, dict]:
+    """Per family with corrupted sets: accuracy vs severity, the family mean at each severity
+    (per seed, then over seeds), severity 0 = clean. Same layout as noise_curves."""
+    curves = {}
+    for family, names in FAMILIES.items():
+        levels = _levels(comp, names)
+        if levels:
+            curves[family] = _curve(comp, [(0.0, [CLEAN])] + sorted(levels.items()))
+    return curves
+
+
+def _draw_panels(curves: dict, comp: dict, titles: dict, columns: int):
     import matplotlib
 
     matplotlib.use("Agg")  # files only: works without a display
     import matplotlib.pyplot as plt
 
-    curves = noise_curves(comp)
-    if not curves:  # clean only: a single point per method
-        curves = {CLEAN: {"x": [0.0], "methods": {m: {"mean": [comp["accuracy"][m][CLEAN]["mean"]],
-                                                       "low": [math.nan], "high": [math.nan]}
-                                                   for m in comp["methods"]}}}
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), squeeze=False)
-    for ax, (name, curve) in zip(axes[0], curves.items()):
+    rows = math.ceil(len(curves) / columns)
+    cols = min(columns, len(curves))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(curves):]:
+        ax.axis("off")
+    for ax, (name, curve) in zip(axes.flat, curves.items()):
         for m, line in curve["methods"].items():
             style = "--" if m == comp["reference"] else "-"
             (drawn,) = ax.plot(curve["x"], line["mean"], style, marker="o", label=m)
@@ -211,14 +267,19 @@ def plot_comparison(comp: dict, path: str | os.PathLike) -> list[Path]:
             low = [max(v, 0.0) for v in line["low"]]
             high = [min(v, 100.0) for v in line["high"]]
             ax.fill_between(curve["x"], low, high, color=drawn.get_color(), alpha=0.2, linewidth=0)
-        ax.set_title(name)
+        ax.set_title(titles.get(name, name))
         ax.set_xlabel("sigma (0 = clean)" if name == GAUSSIAN else "severity (0 = clean)")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.grid(alpha=0.3)
     n = len(comp["seeds"])
     axes[0][0].legend(title=f"mean, 95% CI ({n} seed{'s' * (n != 1)})", fontsize="small")
     fig.tight_layout()
-    base = Path(path)
+    return fig
+
+
+def _save(fig, base: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
     base.parent.mkdir(parents=True, exist_ok=True)
     written = []
     try:
@@ -234,6 +295,29 @@ def plot_comparison(comp: dict, path: str | os.PathLike) -> list[Path]:
             written.append(target)
     finally:
         plt.close(fig)
+    return written
+
+
+def plot_comparison(comp: dict, path: str | os.PathLike) -> list[Path]:
+    """Accuracy vs severity, one line per method with its 95% CI band (drawn within 0..100):
+    <path>.png/.pdf has a panel per corruption family (the family's mean accuracy at each
+    severity) and one for plain Gaussian noise (vs sigma); with corrupted sets,
+    <path>_corruptions.png/.pdf has a panel per corruption. Written atomically; returns the paths."""
+    base = Path(path)
+    families = family_curves(comp)
+    singles = noise_curves(comp)
+    main = {**families, **({GAUSSIAN: singles[GAUSSIAN]} if GAUSSIAN in singles else {})}
+    if not main:  # clean only: a single point per method
+        main = {CLEAN: {"x": [0.0], "methods": {m: {"mean": [comp["accuracy"][m][CLEAN]["mean"]],
+                                                     "low": [math.nan], "high": [math.nan]}
+                                                 for m in comp["methods"]}}}
+    titles = {f: f"{f} (mean of {', '.join(n for n in FAMILIES[f] if n in singles)})" for f in families}
+    titles = {f: t if len(t) < 48 else f"{f} (mean of {sum(n in singles for n in FAMILIES[f])} corruptions)"
+              for f, t in titles.items()}
+    written = _save(_draw_panels(main, comp, titles, columns=5), base)
+    corruptions = {k: v for k, v in singles.items() if k != GAUSSIAN}
+    if corruptions:
+        written += _save(_draw_panels(corruptions, comp, {}, columns=5), base.with_name(f"{base.name}_corruptions"))
     return written
 
 

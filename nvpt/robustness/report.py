@@ -2,7 +2,9 @@
 
 An evaluation set is named by `set_key`: "gaussian_noise@3" (corruption at a
 severity) or "gaussian@0.1" (plain Gaussian noise at a sigma). Accuracies are
-top-1 in percent.
+top-1 in percent. Means: per corruption, per family (noise, blur, weather, digital:
+nvpt.robustness.corruptions.FAMILIES, ImageNet-C's extras in their family) and over
+all corrupted sets (mCA).
 
     s = summarize(81.2, {"gaussian_noise@3": 60.1, "gaussian@0.1": 70.4}, reference=vpt_deep)
     write_json(s, "robustness.json"); write_csv(s, "robustness.csv"); print(markdown_table(s))
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from nvpt.config import CORRUPTIONS
 from nvpt.errors import NVPTError
-from nvpt.robustness.corruptions import GAUSSIAN, check_set
+from nvpt.robustness.corruptions import FAMILIES, GAUSSIAN, check_set
 
 _ORDER = CORRUPTIONS + (GAUSSIAN,)
 
@@ -90,6 +92,8 @@ def summarize(clean_acc: float, corrupted: dict[str, float], reference: dict | N
       clean                 clean accuracy
       sets                  {key: {corruption, severity, sigma, accuracy, relative, diff_to_reference}}
       corruptions           {name: {accuracy (mean over its sets), n_sets, relative, diff_to_reference}}
+      families              {family: {accuracy (mean over its sets), n_sets, corruptions, relative,
+                            diff_to_reference}} for the families with sets (gaussian@sigma sets in none)
       mean_corrupted        mCA: mean over all corrupted sets (None without sets)
       relative_robustness   mean_corrupted / clean
       diff_to_reference     None, or {clean, mean_corrupted, relative_robustness} differences
@@ -130,8 +134,20 @@ def summarize(clean_acc: float, corrupted: dict[str, float], reference: dict | N
         corruptions[name] = {"accuracy": mean, "n_sets": len(keys), "relative": _ratio(mean, clean),
                              "diff_to_reference": _diff(mean, ref_mean)}
 
+    families = {}
+    for family, names in FAMILIES.items():
+        keys = [k for k, row in sets.items() if row["corruption"] in names]
+        if not keys:
+            continue
+        mean = _mean([sets[k]["accuracy"] for k in keys])
+        ref_keys = [k for k, row in ref_sets.items() if row["corruption"] in names]
+        ref_mean = _mean([ref_sets[k]["accuracy"] for k in ref_keys]) if set(ref_keys) == set(keys) else None
+        families[family] = {"accuracy": mean, "n_sets": len(keys),
+                            "corruptions": [n for n in names if n in corruptions],
+                            "relative": _ratio(mean, clean), "diff_to_reference": _diff(mean, ref_mean)}
+
     mca = _mean([row["accuracy"] for row in sets.values()]) if sets else None
-    summary = {"clean": clean, "sets": sets, "corruptions": corruptions, "mean_corrupted": mca,
+    summary = {"clean": clean, "sets": sets, "corruptions": corruptions, "families": families, "mean_corrupted": mca,
                "relative_robustness": _ratio(mca, clean), "diff_to_reference": None}
     if reference is not None:
         same = set(ref_sets) == set(sets)
@@ -146,7 +162,7 @@ def summarize(clean_acc: float, corrupted: dict[str, float], reference: dict | N
 
 def _rows(summary: dict) -> list[dict]:
     """Table rows: clean, then each corruption's sets followed by their mean
-    ("mean:<name>"), then "mean_corrupted"."""
+    ("mean:<name>"), then each family's mean ("family:<name>"), then "mean_corrupted"."""
     ref = summary["diff_to_reference"]
     rows = [{"set": "clean", "corruption": "", "severity_or_sigma": "", "accuracy": summary["clean"],
              "relative": _ratio(summary["clean"], summary["clean"]), "diff_to_reference": ref["clean"] if ref else None}]
@@ -157,6 +173,9 @@ def _rows(summary: dict) -> list[dict]:
                 rows.append({"set": key, "corruption": name, "severity_or_sigma": level,
                              **{k: row[k] for k in ("accuracy", "relative", "diff_to_reference")}})
         rows.append({"set": f"mean:{name}", "corruption": name, "severity_or_sigma": "",
+                     **{k: agg[k] for k in ("accuracy", "relative", "diff_to_reference")}})
+    for family, agg in summary.get("families", {}).items():
+        rows.append({"set": f"family:{family}", "corruption": "", "severity_or_sigma": "",
                      **{k: agg[k] for k in ("accuracy", "relative", "diff_to_reference")}})
     if summary["sets"]:
         rows.append({"set": "mean_corrupted", "corruption": "", "severity_or_sigma": "",
@@ -192,7 +211,8 @@ CSV_COLUMNS = ("set", "corruption", "severity_or_sigma", "accuracy", "relative",
 
 def write_csv(summary: dict, path: str | os.PathLike) -> Path:
     """One row per set (columns CSV_COLUMNS), plus the clean row first, a "mean:<name>"
-    row after each corruption's sets and "mean_corrupted" last; empty cell = not defined."""
+    row after each corruption's sets, a "family:<name>" row per family and "mean_corrupted"
+    last; empty cell = not defined."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -206,7 +226,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def markdown_table(summary: dict) -> str:
-    """Rows: clean, each set, per-corruption means, mean corrupted (mCA). Columns:
+    """Rows: clean, each set, per-corruption means, per-family means, mean corrupted (mCA). Columns:
     accuracy (%), relative (accuracy / clean), and Δ ref (points) when a reference was given."""
     with_ref = summary["diff_to_reference"] is not None
     head = ["set", "accuracy", "relative"] + (["Δ ref"] if with_ref else [])
@@ -221,7 +241,7 @@ def markdown_table(summary: dict) -> str:
 
 def side_by_side_markdown(summaries: dict[str, dict]) -> str:
     """Accuracy (%) of several methods next to each other: columns = methods, rows =
-    clean, every set any method has, mean corrupted. The best value per row is bold;
+    clean, every set any method has, family means, mean corrupted. The best value per row is bold;
     n/a where a method lacks the set. Mean corrupted is each method's own mCA, so it
     compares methods only when they were evaluated on the same sets."""
     if not summaries:
@@ -229,6 +249,10 @@ def side_by_side_markdown(summaries: dict[str, dict]) -> str:
     keys = sorted({k for s in summaries.values() for k in s["sets"]}, key=_order)
     rows = [("clean", [s["clean"] for s in summaries.values()])]
     rows += [(k, [s["sets"][k]["accuracy"] if k in s["sets"] else None for s in summaries.values()]) for k in keys]
+    for family in FAMILIES:
+        values = [s.get("families", {}).get(family, {}).get("accuracy") for s in summaries.values()]
+        if any(v is not None for v in values):
+            rows.append((f"family:{family}", values))
     rows.append(("mean corrupted (mCA)", [s["mean_corrupted"] for s in summaries.values()]))
     lines = ["| set | " + " | ".join(summaries) + " |", "|---" + "|---:" * len(summaries) + "|"]
     for label, values in rows:

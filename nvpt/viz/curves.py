@@ -6,7 +6,7 @@
 
 Every curve starts at the clean accuracy (sigma / severity 0). The figure has a panel for
 plain Gaussian noise (x: sigma on [0, 1] images) and one per corruption found in any run
-(x: severity), a line per run, coloured and labelled by its method.
+(x: severity), five panels to a row, a line per run, coloured and labelled by its method.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ METHOD_STYLE = {  # method -> (colour, label); Spike-NVPT is drawn thicker and o
 _PANELS = (GAUSSIAN,) + CORRUPTIONS
 _MARKERS = "osD^v<>p"
 _DASHES = ("-", "--", "-.", ":")
+_COLUMNS = 5  # panels per row
 
 
 def accuracy_curves(summary: dict) -> dict[str, list[tuple[float, float]]]:
@@ -60,8 +61,13 @@ def plot_accuracy_vs_noise(results: dict[str, dict], out_prefix: str | Path, tit
     curves = {run: accuracy_curves(summary) for run, summary in results.items()}
     panels = [name for name in _PANELS if any(name in c for c in curves.values())]
     methods = [results[run].get("method") for run in results]
-    fig = Figure(figsize=(max(7.0, 4.6 * len(panels) + 0.6), 4.4), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    cols = min(len(panels), _COLUMNS)
+    rows = -(-len(panels) // cols)
+    fig = Figure(figsize=(max(7.0, 4.6 * cols + 0.6), 4.4 * rows), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in grid[len(panels):]:
+        ax.axis("off")
+    axes = grid[:len(panels)]
     seen: dict[str | None, int] = {}
     # Spike-NVPT last, so its lines lie on top of the baselines'
     order = sorted(results, key=lambda run: (results[run].get("method") == "spike_nvpt", run))
