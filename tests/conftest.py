@@ -30,6 +30,22 @@ def make_cfg():
     return tiny_cfg
 
 
+def load_tool(name: str):
+    """tools/<name>.py as a fresh module (its `import _bootstrap` resolved), without running its __main__ block."""
+    import importlib.util
+    import sys
+
+    tools = Path(__file__).resolve().parent.parent / "tools"
+    sys.path.insert(0, str(tools))
+    try:
+        spec = importlib.util.spec_from_file_location(f"{name}_tool", tools / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(tools))
+    return module
+
+
 def run_tool(monkeypatch, capsys, name: str, *argv) -> tuple[int, str, str]:
     """tools/<name>.py's main in this process, through run_main as its __main__ does: (exit status, stdout, stderr)."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "tools"))

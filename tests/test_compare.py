@@ -1,5 +1,4 @@
 """Method comparison: nvpt.robustness.compare on hand-made results, tools/compare.py end to end."""
-import importlib.util
 import json
 import math
 import os
@@ -9,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from conftest import load_tool
 
 from nvpt.errors import NVPTError
 from nvpt.robustness.compare import (compare_runs, comparison_markdown, family_curves, family_markdown, noise_curves,
@@ -160,15 +161,6 @@ def test_family_means_tables_and_curves(tmp_path):
 
 # ----------------------------------------------------------------------------- the tool
 
-def load_tool():
-    sys.path.insert(0, str(TOOL.parent))  # for `import _bootstrap`
-    try:
-        spec = importlib.util.spec_from_file_location("compare_tool", TOOL)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(TOOL.parent))
-    return module
 
 
 def tiny_config(tmp_path) -> Path:
@@ -243,7 +235,7 @@ def test_compare_tool_end_to_end(tmp_path, capsys):
     assert again["clean"] == stored["vpt_deep", 1]["clean"] and again["sets"] == stored["vpt_deep", 1]["sets"]
 
     # bad input fails before any training, with one line (in-process: no torch import to wait for)
-    tool = load_tool()
+    tool = load_tool("compare")
     before = snapshot(runs_dir)
     for bad, needle in [
         (["--methods", "spike_nvpt", "vpt_deeep"], "unknown method 'vpt_deeep' in --methods; valid: linear, "),

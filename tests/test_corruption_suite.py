@@ -474,18 +474,11 @@ def test_time_suite_accounts_for_every_set():
 
 
 def test_benchmark_tool_times_the_suite(tmp_path, capsys):
-    import importlib.util
     import json
-    import sys
 
-    tool_path = ROOT / "tools" / "benchmark.py"
-    sys.path.insert(0, str(tool_path.parent))  # for `import _bootstrap`
-    try:
-        spec = importlib.util.spec_from_file_location("benchmark_tool", tool_path)
-        tool = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(tool)
-    finally:
-        sys.path.remove(str(tool_path.parent))
+    from conftest import load_tool
+
+    tool = load_tool("benchmark")
     config = tmp_path / "tiny.yaml"
     config.write_text(f"""_base_: {ROOT / 'configs' / 'demo' / 'base.yaml'}
 model:

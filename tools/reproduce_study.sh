@@ -37,7 +37,11 @@ case "${1:-}" in
     ;;
   variants)
     $PY tools/compare.py $CFG train.threads=1 eval.split=val output_dir=$OUT/variants/runs --out $OUT/variants \
-        --seeds 3 --methods vpt_deep spike_nvpt configs/study/*.yaml
+        --seeds 3 --methods vpt_deep configs/study/*.yaml
+    # the rule: the best mCA among the variants within 1.5 clean points of tuned VPT-deep
+    floor=$($PY -c "import json; c = json.load(open('$OUT/variants/comparison.json')); print(c['accuracy']['vpt_deep']['clean']['mean'] - 1.5)")
+    $PY tools/sweep_table.py $OUT/variants/comparison.json --by mca --min-clean $floor --exclude vpt_deep --out $OUT/variants/sweep.md
+    echo "chosen: $($PY tools/sweep_table.py $OUT/variants/comparison.json --by mca --min-clean $floor --exclude vpt_deep --print-best row)"
     ;;
   *)
     echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants" >&2; exit 2 ;;

@@ -2,8 +2,9 @@
 
     python tools/sweep_table.py runs/study/vpt_deep/*/comparison.json --by clean
     python tools/sweep_table.py A/comparison.json B/comparison.json --print-best point
+    python tools/sweep_table.py runs/study/variants/comparison.json --by mca --min-clean 95.17 --exclude vpt_deep
 
-Each comparison.json is labelled by its folder name. Prints a markdown table (mean ± std
+Each comparison.json is labelled by its folder name (with its parent's where two share one). Prints a markdown table (mean ± std
 [95% CI] of clean accuracy and mCA per point and method), the chosen row in bold, or with
 --print-best only the chosen row's point (for scripts).
 """
@@ -24,26 +25,35 @@ def main(argv):
     p.add_argument("files", nargs="+", help="comparison.json files, labelled by their folder names")
     p.add_argument("--by", choices=("clean", "mca"), default="clean", help="what the best point maximises")
     p.add_argument("--method", help="consider only this method's rows when picking")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="METHOD", help="never pick these methods' rows")
+    p.add_argument("--min-clean", type=float, metavar="ACC",
+                   help="pick only among rows whose mean clean accuracy is >= ACC; when none is, the best clean row "
+                        "(docs/protocol.md's rule: --by mca --min-clean <VPT-deep's clean - 1.5>)")
     p.add_argument("--print-best", choices=("point", "row"), help="print only the chosen point (or its row as JSON)")
     p.add_argument("--out", help="also write the markdown table to this file")
     args = p.parse_args(argv)
     comparisons = {}
-    for name in args.files:
+    folders = [Path(name).parent for name in args.files]
+    short = [f.name for f in folders]
+    for name, folder in zip(args.files, folders):
         path = Path(name)
+        label = folder.name if short.count(folder.name) == 1 else f"{folder.parent.name}/{folder.name}"
         try:
-            comparisons[path.parent.name] = json.loads(path.read_text())
+            comparisons[label] = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise NVPTError(f"cannot read {path}: {str(exc).splitlines()[0]} (pass comparison.json files of tools/compare.py)") from None
     rows = sweep_rows(comparisons)
-    pool = [r for r in rows if args.method in (None, r["method"])]
+    pool = [r for r in rows if args.method in (None, r["method"]) and r["method"] not in args.exclude]
     if not pool:
         raise NVPTError(f"no rows of method {args.method!r} in the given files")
-    chosen = best_row(pool, args.by)
+    eligible = [r for r in pool if args.min_clean is None or r["clean"]["mean"] >= args.min_clean]
+    chosen = best_row(eligible, args.by) if eligible else best_row(pool, "clean")
     if args.print_best == "point":
         print(chosen["point"])
         return
     if args.print_best == "row":
-        print(json.dumps({k: chosen[k] for k in ("point", "method")}))
+        print(json.dumps({"point": chosen["point"], "method": chosen["method"], "clean": chosen["clean"]["mean"],
+                          "mca": chosen["mca"]["mean"] if chosen["mca"] else None}))
         return
     table = sweep_markdown(rows, chosen)
     if args.out:
