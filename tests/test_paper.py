@@ -100,7 +100,7 @@ def test_tiny_paper_run_writes_tables_and_resumes(tmp_path, monkeypatch, capsys)
     comps = {t: json.loads((out / f"compare-{t}" / "comparison.json").read_text()) for t in ("dtd", "oxford_iiit_pet")}
     for task, comp in comps.items():
         acc, gain = comp["accuracy"]["linear"], comp["gain"]["linear"]
-        assert comp["seeds"] == [0, 1] and comp["sets"] == ["clean", "shot_noise@5", "gaussian@0.2", "mean_corrupted"]
+        assert comp["seeds"] == [0, 1] and comp["sets"] == ["clean", "shot_noise@5", "gaussian@0.2", "family:noise", "mean_corrupted"]
         assert f"| {task} | {acc['clean']['mean']:.2f} / {acc['mean_corrupted']['mean']:.2f} |" in results
         assert f"{gain['mean_corrupted']['mean']:+.2f} [{gain['mean_corrupted']['ci95_low']:+.2f}," in results
     assert "| mean over tasks |" in results and "### oxford_iiit_pet" in results
