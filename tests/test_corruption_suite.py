@@ -501,3 +501,22 @@ eval:
     assert result["images"] == 40 and result["batches"] == 3 and result["table"] == "cifar"
     assert list(result["corruptions"]) == list(FAMILIES["blur"]) + ["contrast"]
     assert result["total"]["sets"] == 1 + 6 * 2 and "family blur" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("overrides,lengths", [
+    ([], {"spike_nvpt": 32, "vpt_deep": 8}),  # the demo's recipes (docs/results.md's table)
+    (["prompt.length=8"], {"spike_nvpt": 8, "vpt_deep": 8}),  # matched lengths: the override beats the recipe
+    (["prompt.length=32"], {"spike_nvpt": 32, "vpt_deep": 32}),
+])
+def test_results_config_plans_the_demo_recipes_on_the_full_suite(tmp_path, overrides, lengths):
+    from nvpt.comparison import plan_comparison
+    from nvpt.robustness.evaluate import robustness_sets
+
+    config = Path(__file__).parent.parent / "configs/experiments/textures_corruptions.yaml"
+    jobs = plan_comparison(config, overrides + [f"output_dir={tmp_path}"], ["spike_nvpt", "vpt_deep"], 3)
+    assert len(jobs) == 6 and {job.action for job in jobs} == {"train"} and not any(tmp_path.iterdir())
+    for job in jobs:
+        assert job.cfg.prompt.method == job.method and job.cfg.prompt.length == lengths[job.method]
+        sets = robustness_sets(job.cfg.eval)
+        assert len(sets) == 19 * 5 and {name for name, _, _ in sets} == set(CORRUPTIONS)
+        assert job.cfg.eval.corruption_table == "cifar" and job.cfg.data.name == "textures"

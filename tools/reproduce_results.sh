@@ -46,9 +46,15 @@ bash tools/reproduce_study.sh variants
 FINAL="spike_nvpt vpt_deep"
 $PY tools/compare.py configs/experiments/textures.yaml $T --seeds 5 --methods $FINAL
 $PY tools/compare.py configs/experiments/textures_color.yaml $T --seeds 5 --methods $FINAL
+# post hoc, validation split again: VPT-deep with Spike-NVPT's 32 tokens (is the gain prompt length?)
+bash tools/reproduce_study.sh matched
 
 # 4. The full ImageNet-C corruption suite (19 corruptions x 5 severities, CIFAR-10-C constants), the demo task, 3 seeds
 $PY tools/compare.py configs/experiments/textures_corruptions.yaml $T --seeds 3 --methods spike_nvpt vpt_deep
+for p in 8 32; do  # both methods at the same prompt length
+  $PY tools/compare.py configs/experiments/textures_corruptions.yaml $T prompt.length=$p \
+      output_dir=runs/experiments/textures_corruptions_p$p --seeds 3 --methods spike_nvpt vpt_deep
+done
 
 # 5. The demo (README) and its figures (visualizations/)
 $PY tools/demo.py

@@ -4,6 +4,7 @@
 #   bash tools/reproduce_study.sh recipe vpt_deep     # 1. coordinate-wise recipe search of one method
 #   bash tools/reproduce_study.sh recipe spike_nvpt
 #   bash tools/reproduce_study.sh variants            # 2. Spike-NVPT readings (configs/study/*.yaml)
+#   bash tools/reproduce_study.sh matched             # post hoc: both methods at 32 tokens, same recipe otherwise
 # Tables: runs/study/<method>/sweep.md and runs/study/variants/comparison.md (copied to docs/results/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,15 @@ case "${1:-}" in
     $PY tools/sweep_table.py $OUT/variants/comparison.json --by mca --min-clean $floor --exclude vpt_deep --out $OUT/variants/sweep.md
     echo "chosen: $($PY tools/sweep_table.py $OUT/variants/comparison.json --by mca --min-clean $floor --exclude vpt_deep --print-best row)"
     ;;
+  matched)
+    # Post hoc (after the final test, docs/results.md): is the gain prompt length? Spike-NVPT's chosen recipe
+    # (lr 0.25, 48 epochs, 32 tokens) against VPT-deep with the same 32 tokens, still on the validation split.
+    point vpt_deep 0.25 48 32
+    mkdir -p $OUT/matched_length32
+    $PY tools/compare.py $CFG train.threads=1 eval.split=val train.base_lr=0.25 train.epochs=48 prompt.length=32 \
+        output_dir=$OUT/vpt_deep/lr0.25-e48-p32/runs --out $OUT/matched_length32 --methods spike_nvpt vpt_deep \
+        --seeds 3 > $OUT/matched_length32/log.txt
+    ;;
   *)
-    echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants" >&2; exit 2 ;;
+    echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants | matched" >&2; exit 2 ;;
 esac
