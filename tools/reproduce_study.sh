@@ -4,7 +4,7 @@
 #   bash tools/reproduce_study.sh recipe vpt_deep     # 1. coordinate-wise recipe search of one method
 #   bash tools/reproduce_study.sh recipe spike_nvpt
 #   bash tools/reproduce_study.sh variants            # 2. Spike-NVPT readings (configs/study/*.yaml)
-#   bash tools/reproduce_study.sh matched             # post hoc: both methods at 32 tokens, same recipe otherwise
+#   bash tools/reproduce_study.sh matched             # post hoc: both methods at 32 tokens, grayscale and colour
 # Tables: runs/study/<method>/sweep.md and runs/study/variants/comparison.md (copied to docs/results/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +13,8 @@ export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 CFG=configs/experiments/textures.yaml
 OUT=runs/study
 
-point() {  # method lr epochs length -> runs/study/<method>/lr<lr>-e<epochs>-p<length>/comparison.json
-  local dir=$OUT/$1/lr$2-e$3-p$4
+point() {  # method lr epochs length -> $POINTS/<method>/lr<lr>-e<epochs>-p<length>/comparison.json
+  local dir=${POINTS:-$OUT}/$1/lr$2-e$3-p$4
   [ -f $dir/comparison.json ] && return 0
   mkdir -p $dir
   $PY tools/compare.py $CFG train.threads=1 eval.split=val train.base_lr=$2 train.epochs=$3 prompt.length=$4 \
@@ -47,11 +47,19 @@ case "${1:-}" in
   matched)
     # Post hoc (after the final test, docs/results.md): is the gain prompt length? Spike-NVPT's chosen recipe
     # (lr 0.25, 48 epochs, 32 tokens) against VPT-deep with the same 32 tokens, still on the validation split.
-    point vpt_deep 0.25 48 32
+    # (points in $OUT/posthoc, so that `recipe vpt_deep` never sees them)
+    POINTS=$OUT/posthoc point vpt_deep 0.25 48 32
+    # can a 32-token VPT-deep regain clean accuracy with another learning rate?
+    POINTS=$OUT/posthoc point vpt_deep 1 48 32; POINTS=$OUT/posthoc point vpt_deep 4 48 32
+    $PY tools/sweep_table.py $OUT/posthoc/vpt_deep/*/comparison.json --by clean --out $OUT/posthoc/vpt_deep/sweep.md
     mkdir -p $OUT/matched_length32
     $PY tools/compare.py $CFG train.threads=1 eval.split=val train.base_lr=0.25 train.epochs=48 prompt.length=32 \
-        output_dir=$OUT/vpt_deep/lr0.25-e48-p32/runs --out $OUT/matched_length32 --methods spike_nvpt vpt_deep \
+        output_dir=$OUT/posthoc/vpt_deep/lr0.25-e48-p32/runs --out $OUT/matched_length32 --methods spike_nvpt vpt_deep \
         --seeds 3 > $OUT/matched_length32/log.txt
+    mkdir -p $OUT/matched_length32_color  # the same on colour (configs/experiments/textures_color.yaml)
+    $PY tools/compare.py configs/experiments/textures_color.yaml train.threads=1 eval.split=val train.base_lr=0.25 \
+        train.epochs=48 prompt.length=32 output_dir=$OUT/matched_length32_color/runs --out $OUT/matched_length32_color \
+        --methods spike_nvpt vpt_deep --seeds 3 > $OUT/matched_length32_color/log.txt
     ;;
   *)
     echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants | matched" >&2; exit 2 ;;
