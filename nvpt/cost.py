@@ -33,6 +33,7 @@ from nvpt.data import dtd, vtab1k
 from nvpt.data.torchvision_tasks import TASKS
 from nvpt.errors import NVPTError
 from nvpt.models import create_backbone
+from nvpt.robustness.evaluate import robustness_sets
 
 STEP_FORWARDS = {"linear": 1.0, "vpt_shallow": 2.0, "vpt_deep": 2.0, "spike_nvpt": 2.0, "full": 3.0}
 ARRAY_DATASETS = ("cifar100", "svhn", "fashion_mnist", "textures")
@@ -120,15 +121,11 @@ def image_counts(cfg: Config) -> tuple[int, int, int]:
     return train, val, test
 
 
-def eval_sets(cfg: Config) -> int:
-    return 1 + len(cfg.eval.corruptions) * len(cfg.eval.severities) + len(cfg.eval.gaussian_std)
-
-
-def run_cost(cfg: Config, epochs_left: int, assume: Assumptions = Assumptions(), flops: float | None = None) -> RunCost:
+def run_cost(cfg: Config, epochs_left: int, assume: Assumptions = Assumptions()) -> RunCost:
     """Estimated seconds for the rest of one run: `epochs_left` epochs (0: only the final evaluation left)."""
-    flops = forward_flops(cfg) if flops is None else flops
+    flops = forward_flops(cfg)
     train, val, test = image_counts(cfg)
-    sets = eval_sets(cfg)
+    sets = 1 + len(robustness_sets(cfg.eval))  # the clean set and every corrupted one (groups like `all` expanded)
     gpu_rate = assume.peak_tflops * 1e12 * assume.mfu  # FLOP/s
     per_image_cpu = (assume.array_ms if cfg.data.name in ARRAY_DATASETS else assume.jpeg_ms) / 1000
     loader = per_image_cpu / max(cfg.data.num_workers, 1)

@@ -47,6 +47,12 @@ def test_run_cost_follows_the_work_and_the_assumptions():
     assert (whole.train_images, whole.val_images, whole.test_images, whole.eval_sets) == (1000, 0, 1880, 25)
     assert whole.seconds - half.seconds == pytest.approx(half.seconds - none.seconds)  # linear in the epochs left
     assert none.seconds == pytest.approx(1880 * 25 * forward_flops(cfg) / (989e12 * 0.35))  # the final evaluation only
+    # groups are expanded: `all` is 19 corruptions x 5 severities, `blur` 5 x 2
+    suite = run_cost(load_config(ROOT / "configs/dtd.yaml", ["eval.corruptions=[all]"]), 0, gpu_bound)
+    assert suite.eval_sets == 1 + 19 * 5 + 4 and suite.seconds == pytest.approx(none.seconds * 100 / 25)
+    blur = run_cost(load_config(ROOT / "configs/dtd.yaml", ["eval.corruptions=[blur]", "eval.severities=[1,5]",
+                                                            "eval.gaussian_std=[]"]), 0, gpu_bound)
+    assert blur.eval_sets == 1 + 5 * 2
     # with 4 ms per JPEG over 4 workers DTD is input-bound: 1 ms per image
     loader_bound = run_cost(cfg, 10, Assumptions(epoch_s=0))
     assert loader_bound.seconds == pytest.approx(10 * 1000 * 1e-3 + 1880 * 25 * 1e-3)
