@@ -196,9 +196,13 @@ def interleaved(fns: dict, repeats: int, warmup: int, timer: Timer, min_repeat_s
 
 
 # -- models and steps -------------------------------------------------------------------
+def _weights_overrides(weights: bool) -> list[str]:
+    """Random initialisation unless `weights`: speed does not depend on the weights' values."""
+    return [] if weights else ["model.pretrained=false", "model.pretrained_file=null"]
+
+
 def load_cfg(config: str, overrides: list[str], weights: bool, extra: list[str]):
-    base = [] if weights else ["model.pretrained=false", "model.pretrained_file=null"]
-    cfg = load_config(config, base + list(overrides) + extra)
+    cfg = load_config(config, _weights_overrides(weights) + list(overrides) + extra)
     if cfg.model.num_classes is None:
         cfg.model["num_classes"] = DEFAULT_NUM_CLASSES
     return cfg
@@ -487,14 +491,11 @@ def corruption_suite_benchmark(config: str, overrides: list[str], corruptions: l
     from nvpt.robustness.corruptions import corruption_grid, resolve_table
     from nvpt.robustness.speed import suite_report, time_suite
 
-    base = [] if weights else ["model.pretrained=false", "model.pretrained_file=null"]
-    cfg = load_config(config, base + list(overrides))
+    cfg = load_config(config, _weights_overrides(weights) + list(overrides))
     sets = corruption_grid(corruptions or ["all"], cfg.eval.severities, [])
     torch.manual_seed(cfg.seed)
     bundle, img_size = prepare_data(cfg)
-    model = build_model(cfg).to(device).eval()
-    if hasattr(model, "deploy"):
-        model.deploy()
+    model = build_model(cfg).to(device).eval().deploy()
     loader = make_loader(bundle.test, batch_size or cfg.data.eval_batch_size, cfg, DistInfo(), False, device)
     batches = [(images, ids) for images, _, ids in loader]
     result = time_suite(model, batches, Normalize(bundle.mean, bundle.std).to(device), device, sets,

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from nvpt.errors import NVPTError
+from nvpt.errors import NVPTError, one_line
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -27,7 +27,7 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     if "Original Traceback" in text:
         text = text.splitlines()[-1].partition(": ")[2] or text
-    return " ".join(text.split())
+    return one_line(text)
 
 
 def run_main(main: Callable[[Sequence[str]], int | None], argv: Sequence[str] | None = None) -> int:

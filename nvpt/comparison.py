@@ -25,7 +25,6 @@ from nvpt.config import METHODS, Config, load_config
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.plan import plan_run
 from nvpt.errors import NVPTError
-from nvpt.pipeline import run_training
 from nvpt.robustness.compare import compare_runs, comparison_markdown, family_markdown, plot_comparison, summary_markdown
 from nvpt.robustness.evaluate import robustness_sets
 from nvpt.robustness.report import write_json
@@ -102,6 +101,8 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
     """Train, resume or collect every run, then write and return the comparison (compare_runs' dict)."""
     check_methods(methods, reference, seeds, overrides)
     jobs = plan_comparison(config, overrides, methods, seeds, reuse)
+    from nvpt.pipeline import run_training  # timm and the engine: only once the plan holds
+
     labels = list(dict.fromkeys(job.method for job in jobs))
     results: dict[str, list[dict]] = {m: [] for m in labels}
     for i, job in enumerate(jobs, 1):

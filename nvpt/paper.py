@@ -21,7 +21,7 @@ from nvpt.cost import Assumptions, image_counts, run_cost
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.plan import epochs_done
 from nvpt.errors import NVPTError
-from nvpt.robustness.compare import MEAN, summary_markdown
+from nvpt.robustness.compare import MEAN, excludes_zero, summary_markdown
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TASKS = {"dtd": CONFIGS / "dtd.yaml", **{name: CONFIGS / "natural" / f"{name}.yaml" for name in (
@@ -78,9 +78,7 @@ def _gain_cell(stat: dict) -> str:
     text = f"{stat['mean']:+.2f}"
     if stat.get("ci95_low") is not None:
         text += f" [{stat['ci95_low']:+.2f}, {stat['ci95_high']:+.2f}]"
-        if stat["ci95_low"] > 0 or stat["ci95_high"] < 0:
-            text = f"**{text}**"
-    return text
+    return f"**{text}**" if excludes_zero(stat) else text
 
 
 def paper_markdown(comps: dict[str, dict], methods: list[str], overrides: list[str]) -> str:
@@ -141,11 +139,11 @@ def paper_markdown(comps: dict[str, dict], methods: list[str], overrides: list[s
 def collect(out: Path, tasks: list[str]) -> dict[str, dict]:
     """The comparisons already written under `out`, in task order (tasks without one are left out)."""
     comps = {}
-    for entry in tasks:
-        path = out / f"compare-{task_config(entry).stem}" / "comparison.json"
+    for stem in (task_config(entry).stem for entry in tasks):
+        path = out / f"compare-{stem}" / "comparison.json"
         if path.is_file():
             try:
-                comps[task_config(entry).stem] = json.loads(path.read_text())
+                comps[stem] = json.loads(path.read_text())
             except ValueError as exc:
                 raise NVPTError(f"cannot read {path}: {exc}; delete it and rerun") from None
     return comps
@@ -156,7 +154,8 @@ def reproduce(tasks: list[str], methods: list[str], seeds: int, overrides: list[
               log: Callable[[str], None] = print) -> Path | None:
     """Print the plan and its estimated GPU time, run (or resume) every task's comparison, write <out>/results.md."""
     out = Path(out)
-    overrides = list(OVERRIDES) + [o for o in overrides if not o.startswith("output_dir=")] + [f"output_dir={out}"]
+    user = [o for o in overrides if not o.startswith("output_dir=")]
+    overrides = list(OVERRIDES) + user + [f"output_dir={out}"]
     if not tables_only:
         plans = plan(tasks, methods, seeds, overrides)
         table, total = estimate_markdown(plans, assume)
@@ -165,13 +164,13 @@ def reproduce(tasks: list[str], methods: list[str], seeds: int, overrides: list[
         log(f"Estimated GPU time still to spend: {total / 3600:.1f} h ({assume.describe()})")
         if estimate_only:
             return None
-        for task, config in ((t, task_config(t)) for t in tasks):
+        for config in map(task_config, tasks):
             log(f"== {config.stem}")
             run_comparison(config, overrides, list(methods), seeds, REFERENCE, True, out / f"compare-{config.stem}", log)
     comps = collect(out, tasks)
     if not comps:
         raise NVPTError(f"no finished comparison under {out}; run without --tables-only first")
     target = out / "results.md"
-    atomic_write_text(target, paper_markdown(comps, list(methods), overrides[len(OVERRIDES):-1]))
+    atomic_write_text(target, paper_markdown(comps, list(methods), user))
     log(f"wrote {target} ({len(comps)} of {len(tasks)} tasks)")
     return target

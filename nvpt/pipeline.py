@@ -44,7 +44,7 @@ def run_training(cfg: Config, config_path: str | Path | None = None, log: Callab
                                       trained.img_size, amp=trained.use_amp, amp_dtype=trained.amp_dtype,
                                       show_progress=show_progress)
         summary.update(method=cfg.prompt.method, seed=cfg.seed, split=cfg.eval.split, best_epoch=trained.best["epoch"],
-                       best_val_acc=trained.best["acc"] if trained.has_val else None,
+                       best_val_acc=trained.best["acc"] if trained.images["val"] else None,
                        prompt_bits=prompt_bits(cfg, trained.model.prompt_tokens().shape),
                        eval_time_s=round(time.time() - start, 2), images=trained.images)
         if dist.is_main:

@@ -54,17 +54,15 @@ def main(argv):
     if args.corruptions is not None:
         result = corruption_suite_benchmark(args.config, args.overrides, args.corruptions, args.weights,
                                             args.batch_size, device)
-        print(result["report"])
-        out = Path(args.out) if args.out else Path("runs/benchmark") / f"{Path(args.config).stem}-corruptions-{device.type}.json"
-        atomic_write_text(out, json.dumps(result, indent=1) + "\n")
-        print(f"wrote {out}")
-        return 1 if args.strict and not result["pass"] else 0
-    result = run_benchmark(bench, device)
-    print(report(result))
-    out = Path(args.out) if args.out else Path("runs/benchmark") / f"{Path(args.config).stem}-{device.type}.json"
+        text, passed, kind = result["report"], result["pass"], "-corruptions"
+    else:
+        result = run_benchmark(bench, device)
+        text, passed, kind = report(result), result["all_pass"], ""
+    print(text)
+    out = Path(args.out) if args.out else Path("runs/benchmark") / f"{Path(args.config).stem}{kind}-{device.type}.json"
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
-    return 1 if args.strict and not result["all_pass"] else 0
+    return 1 if args.strict and not passed else 0
 
 
 if __name__ == "__main__":

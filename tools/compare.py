@@ -19,7 +19,7 @@ import sys
 import _bootstrap  # noqa: F401
 
 from nvpt.cli import parser, run_main
-from nvpt.comparison import check_methods, run_comparison
+from nvpt.comparison import run_comparison
 from nvpt.config import METHODS
 
 
@@ -41,7 +41,6 @@ def build_parser():
 
 def main(argv):
     args = build_parser().parse_intermixed_args(argv)
-    check_methods(args.methods, args.reference, args.seeds, args.overrides)
     run_comparison(args.config, args.overrides, args.methods, args.seeds, args.reference, args.reuse, args.out,
                    log=lambda msg: print(msg, flush=True))
 

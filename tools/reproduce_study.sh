@@ -21,6 +21,12 @@ point() {  # method lr epochs length -> $POINTS/<method>/lr<lr>-e<epochs>-p<leng
       output_dir=$dir/runs --out $dir --methods $1 --reference $1 --seeds 3 > $dir/log.txt
 }
 
+matched() {  # config runs-dir out-dir: both methods with Spike-NVPT's chosen recipe (32 tokens), validation split
+  mkdir -p $3
+  $PY tools/compare.py $1 train.threads=1 eval.split=val train.base_lr=0.25 train.epochs=48 prompt.length=32 \
+      output_dir=$2 --out $3 --methods spike_nvpt vpt_deep --seeds 3 > $3/log.txt
+}
+
 best() {  # method -> the point with the best mean clean validation accuracy so far
   $PY tools/sweep_table.py $OUT/$1/*/comparison.json --by clean --print-best point
 }
@@ -52,14 +58,9 @@ case "${1:-}" in
     # can a 32-token VPT-deep regain clean accuracy with another learning rate?
     POINTS=$OUT/posthoc point vpt_deep 1 48 32; POINTS=$OUT/posthoc point vpt_deep 4 48 32
     $PY tools/sweep_table.py $OUT/posthoc/vpt_deep/*/comparison.json --by clean --out $OUT/posthoc/vpt_deep/sweep.md
-    mkdir -p $OUT/matched_length32
-    $PY tools/compare.py $CFG train.threads=1 eval.split=val train.base_lr=0.25 train.epochs=48 prompt.length=32 \
-        output_dir=$OUT/posthoc/vpt_deep/lr0.25-e48-p32/runs --out $OUT/matched_length32 --methods spike_nvpt vpt_deep \
-        --seeds 3 > $OUT/matched_length32/log.txt
-    mkdir -p $OUT/matched_length32_color  # the same on colour (configs/experiments/textures_color.yaml)
-    $PY tools/compare.py configs/experiments/textures_color.yaml train.threads=1 eval.split=val train.base_lr=0.25 \
-        train.epochs=48 prompt.length=32 output_dir=$OUT/matched_length32_color/runs --out $OUT/matched_length32_color \
-        --methods spike_nvpt vpt_deep --seeds 3 > $OUT/matched_length32_color/log.txt
+    # grayscale reuses the vpt_deep runs of the first point; colour trains its own
+    matched $CFG $OUT/posthoc/vpt_deep/lr0.25-e48-p32/runs $OUT/matched_length32
+    matched configs/experiments/textures_color.yaml $OUT/matched_length32_color/runs $OUT/matched_length32_color
     ;;
   *)
     echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants | matched" >&2; exit 2 ;;

@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from nvpt.config import TORCHVISION_TASKS
-from nvpt.errors import NVPTError
+from nvpt.errors import NVPTError, one_line
 
 # cfg.data.name -> module with `build(cfg, img_size, in_chans) -> Splits`; imported on use
 # so that e.g. the textures demo never imports torchvision's dataset zoo.
@@ -159,19 +159,17 @@ def _explained(fetch: Callable, name: str, target: Path, fallback: str):
         raise NVPTError(f"{name}: the server answered {exc.code} {exc.reason} for {exc.filename} (the file is missing "
                         f"there); {fallback}") from None
     except urllib.error.URLError as exc:
-        raise NVPTError(f"{name}: cannot download into {target}: no connection ({_one_line(exc.reason)}); {fallback}") from None
+        raise NVPTError(f"{name}: cannot download into {target}: no connection ({one_line(exc.reason)}); {fallback}") from None
     except RuntimeError as exc:
         if "corrupted" in str(exc) or "md5" in str(exc).lower():  # torchvision: "File not found or corrupted."
             raise NVPTError(f"{name}: a file downloaded into {target} does not match its MD5 checksum (a truncated "
                             f"or altered download); run again to download it anew, or {fallback}") from None
-        raise NVPTError(f"{name}: download into {target} failed ({_one_line(exc)}); {fallback}") from None
+        raise NVPTError(f"{name}: download into {target} failed ({one_line(exc)}); {fallback}") from None
     except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise NVPTError(f"{name}: an archive downloaded into {target} does not unpack ({type(exc).__name__}: "
-                        f"{_one_line(exc)}); delete it and run again, or {fallback}") from None
+                        f"{one_line(exc)}); delete it and run again, or {fallback}") from None
     except OSError as exc:  # socket errors outside urllib, a full disk, ...
-        raise NVPTError(f"{name}: download into {target} failed ({type(exc).__name__}: {_one_line(exc)}); "
+        raise NVPTError(f"{name}: download into {target} failed ({type(exc).__name__}: {one_line(exc)}); "
                         f"{fallback}") from None
 
 
-def _one_line(value) -> str:
-    return " ".join(str(value).split())  # torchvision's messages span several lines

@@ -53,17 +53,25 @@ class ImageList(Dataset):
         return self.transform(load_image(path)), label
 
 
+def class_folders(folder: Path) -> list[str]:
+    """Sorted names of the non-hidden sub-folders of `folder` (one class each)."""
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Sorted non-hidden files of `folder` with an image suffix (IMAGE_SUFFIXES, any case)."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def _scan(split_dir: Path) -> tuple[list[str], list[tuple[Path, str]]]:
     """Class names (sorted sub-folders) and (file, class) pairs of one split folder."""
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = class_folders(split_dir)
     if not classes:
         raise NVPTError(f"image_folder: {split_dir} has no class sub-folders; expected {split_dir}/<class>/<image>")
     files = []
     for name in classes:
-        images = sorted(
-            p for p in (split_dir / name).iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        images = image_files(split_dir / name)
         if not images:
             raise NVPTError(f"image_folder: class folder {split_dir / name} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         files.extend((p, name) for p in images)

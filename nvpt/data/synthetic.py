@@ -25,16 +25,13 @@ import functools
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from nvpt.config import SYNTHETIC_FAMILIES as FAMILIES
-from nvpt.data import Splits, val_count
-from nvpt.data.transforms import ToMode, vtab_transform
+from nvpt.data import ArrayImages, Splits, val_count
+from nvpt.data.transforms import BICUBIC, ToMode, vtab_transform
 
 SPLITS = ("train", "val", "test")
-_BICUBIC = T.InterpolationMode.BICUBIC
 
 
 # ---------------------------------------------------------------- colour
@@ -236,26 +233,16 @@ def render(generator_seed: int, split: str, label: int, index: int, size: int,
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-class SyntheticImages(Dataset):
-    """`per_class` rendered images of each of `num_classes` classes; rendered once, kept as uint8."""
-
-    def __init__(self, split: str, num_classes: int, per_class: int, size: int, generator_seed: int,
-                 families: tuple[str, ...], transform):
-        self.transform = transform
-        self.labels = [label for label in range(num_classes) for _ in range(per_class)]
-        self.images = np.stack([render(generator_seed, split, label, i, size, families)
-                                for label in range(num_classes) for i in range(per_class)])
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        return self.transform(Image.fromarray(self.images[index])), self.labels[index]
+def render_grid(generator_seed: int, split: str, classes: int, per_class: int, size: int,
+                families: tuple[str, ...] = FAMILIES) -> np.ndarray:
+    """uint8 [classes*per_class, size, size, 3]: images 0..per_class-1 of each class, class by class."""
+    return np.stack([render(generator_seed, split, k, i, size, families)
+                     for k in range(classes) for i in range(per_class)])
 
 
 def pretrain_transform(img_size: int, in_chans: int, crop_scale, random_grayscale: float) -> T.Compose:
     """Random resized crop of the rendered image, flips, optional random grayscale (torchvision)."""
-    steps = [ToMode(3), T.RandomResizedCrop(img_size, scale=tuple(crop_scale), interpolation=_BICUBIC),
+    steps = [ToMode(3), T.RandomResizedCrop(img_size, scale=tuple(crop_scale), interpolation=BICUBIC),
              T.RandomHorizontalFlip(), T.RandomVerticalFlip()]
     if random_grayscale > 0:
         steps.append(T.RandomGrayscale(random_grayscale))
@@ -272,10 +259,12 @@ def build(cfg, img_size: int, in_chans: int) -> Splits:
     eval_tf = vtab_transform(img_size, in_chans)
     n = d.synthetic_classes
 
-    def images(split: str, per_class: int, transform) -> SyntheticImages:
-        return SyntheticImages(split, n, per_class, d.crop_size, d.generator_seed, families, transform)
+    def images(split: str, per_class: int, transform) -> ArrayImages:  # rendered once, kept as uint8
+        grid = render_grid(d.generator_seed, split, n, per_class, d.crop_size, families)
+        return ArrayImages(grid, np.repeat(np.arange(n), per_class), np.arange(len(grid)), transform)
 
-    val = images("val", val_count(d), eval_tf) if val_count(d) else None
+    n_val = val_count(d)
+    val = images("val", n_val, eval_tf) if n_val else None
     names = [f"{class_spec(d.generator_seed, k, families)[0]}_{k:04d}" for k in range(n)]
     return Splits(images("train", d.train_per_class, train_tf), val, images("test", d.test_per_class, eval_tf), names)
 
@@ -283,5 +272,5 @@ def build(cfg, img_size: int, in_chans: int) -> Splits:
 def preview(generator_seed: int = 0, classes: int = 10, per_class: int = 8, size: int = 64,
             families: tuple[str, ...] = FAMILIES) -> torch.Tensor:
     """[classes*per_class, 3, size, size] float training images, class by class (a contact sheet's rows)."""
-    arrays = [render(generator_seed, "train", k, i, size, families) for k in range(classes) for i in range(per_class)]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+    grid = render_grid(generator_seed, "train", classes, per_class, size, families)
+    return torch.from_numpy(grid).permute(0, 3, 1, 2).float() / 255

@@ -86,8 +86,7 @@ def build(cfg, img_size: int, in_chans: int) -> Splits:
     def crops(split: str, per_class: int, transform) -> TextureCrops:
         return TextureCrops(photos, split, per_class, d.crop_size, cfg.seed, transform)
 
-    val = None
-    if val_count(d):
-        val = crops("val", val_count(d), eval_tf)
+    n_val = val_count(d)
+    val = crops("val", n_val, eval_tf) if n_val else None
     names = [name for name, _ in photos]
     return Splits(crops("train", d.train_per_class, train_tf), val, crops("test", d.test_per_class, eval_tf), names)

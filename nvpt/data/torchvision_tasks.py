@@ -26,9 +26,9 @@ import numpy as np
 from torchvision import datasets as tvd
 
 from nvpt.data import Splits, torchvision_download
-from nvpt.data.image_folder import IMAGE_SUFFIXES
+from nvpt.data.image_folder import class_folders, image_files
 from nvpt.data.vtab1k import Source, protocol_splits
-from nvpt.errors import NVPTError
+from nvpt.errors import NVPTError, one_line
 
 CALTECH_TRAIN_PER_CLASS = 30
 
@@ -37,15 +37,14 @@ CALTECH_TRAIN_PER_CLASS = 30
 class Task:
     folder: str  # where torchvision keeps the files, under data.root
     test_size: int  # images in the official test split
-    jpeg: bool  # image files (decoded per item) rather than arrays in memory
 
 
 TASKS = {
-    "cifar100": Task("cifar-100-python", 10000, False),
-    "caltech101": Task("caltech101", 6084, True),
-    "oxford_flowers102": Task("flowers-102", 6149, True),
-    "oxford_iiit_pet": Task("oxford-iiit-pet", 3669, True),
-    "svhn": Task("svhn", 26032, False),
+    "cifar100": Task("cifar-100-python", 10000),
+    "caltech101": Task("caltech101", 6084),
+    "oxford_flowers102": Task("flowers-102", 6149),
+    "oxford_iiit_pet": Task("oxford-iiit-pet", 3669),
+    "svhn": Task("svhn", 26032),
 }
 
 
@@ -63,8 +62,7 @@ def _open(task: str, where: Path, factory: Callable, download: bool):
     except NVPTError:
         raise
     except Exception as exc:  # a truncated .mat, a malformed annotation line, ...
-        reason = " ".join(str(exc).split())
-        raise NVPTError(f"{task}: cannot read the files in {where} ({type(exc).__name__}: {reason}); delete them and "
+        raise NVPTError(f"{task}: cannot read the files in {where} ({type(exc).__name__}: {one_line(exc)}); delete them and "
                         "download again (data.download=true)") from None
 
 
@@ -119,12 +117,11 @@ def _caltech101(root: Path, download: bool, seed: int):
     if not where.is_dir():
         raise NVPTError(f"caltech101: dataset not found, looked in {where}; pass data.download=true on a machine with "
                         "internet, or extract the official caltech-101 archive there (see docs/datasets.md)")
-    classes = sorted(d.name for d in where.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = class_folders(where)
     rng = np.random.default_rng(seed)
     parts: dict[str, tuple[list[Path], list[int]]] = {"train": ([], []), "test": ([], [])}
     for label, name in enumerate(classes):
-        images = sorted(p for p in (where / name).iterdir()
-                        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+        images = image_files(where / name)
         if len(images) <= CALTECH_TRAIN_PER_CLASS:
             raise NVPTError(f"caltech101: {where / name} holds {len(images)} images; every class needs more than "
                             f"{CALTECH_TRAIN_PER_CLASS} (that many train, the rest test): re-extract the official archive")

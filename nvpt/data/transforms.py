@@ -11,7 +11,7 @@ from torchvision import transforms as T
 from nvpt.errors import NVPTError
 
 # VPT resizes with bicubic interpolation (PIL's filter 3) in both recipes.
-_BICUBIC = T.InterpolationMode.BICUBIC
+BICUBIC = T.InterpolationMode.BICUBIC
 # FGVC evaluation: resize the short side to img_size / 0.875 (256 for 224), then centre crop.
 _FGVC_CROP_RATIO = 0.875
 
@@ -40,7 +40,7 @@ def vtab_transform(img_size: int, in_chans: int, flip: bool = False) -> T.Compos
 
     `flip` adds a random horizontal flip (used for textures crops under data.transform=fgvc).
     """
-    steps = [ToMode(in_chans), T.Resize((img_size, img_size), interpolation=_BICUBIC)]
+    steps = [ToMode(in_chans), T.Resize((img_size, img_size), interpolation=BICUBIC)]
     if flip:
         steps.append(T.RandomHorizontalFlip())
     steps.append(T.ToTensor())
@@ -50,9 +50,9 @@ def vtab_transform(img_size: int, in_chans: int, flip: bool = False) -> T.Compos
 def fgvc_transform(img_size: int, in_chans: int, train: bool) -> T.Compose:
     """FGVC recipe: RandomResizedCrop + flip for training; resize to img_size/0.875 + centre crop for evaluation."""
     if train:
-        steps = [T.RandomResizedCrop(img_size, interpolation=_BICUBIC), T.RandomHorizontalFlip()]
+        steps = [T.RandomResizedCrop(img_size, interpolation=BICUBIC), T.RandomHorizontalFlip()]
     else:
-        steps = [T.Resize(int(img_size / _FGVC_CROP_RATIO), interpolation=_BICUBIC), T.CenterCrop(img_size)]
+        steps = [T.Resize(int(img_size / _FGVC_CROP_RATIO), interpolation=BICUBIC), T.CenterCrop(img_size)]
     return T.Compose([ToMode(in_chans), *steps, T.ToTensor()])
 
 

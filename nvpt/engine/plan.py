@@ -14,7 +14,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from nvpt.config import Config, load_config
+from nvpt.config import SCHEMA, Config, load_config
 from nvpt.engine.checkpoint import LAST
 from nvpt.errors import NVPTError
 
@@ -22,16 +22,9 @@ from nvpt.errors import NVPTError
 IGNORED_KEYS = {"output_dir", "run_name", "train.resume", "train.threads", "train.save_every", "data.num_workers"}
 
 
-def flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def config_differences(planned: Config, saved: Config) -> list[str]:
     """Keys whose values differ between the run we would train and a run folder's config.yaml."""
-    a, b = flat(planned.to_dict()), flat(saved.to_dict())
+    a, b = ({k: cfg.get_path(k) for k in SCHEMA} for cfg in (planned, saved))
     if planned.prompt.method != "spike_nvpt":  # the spiking keys do not change what other methods compute
         a = {k: v for k, v in a.items() if not (k.startswith("spike.") or k == "prompt.deep")}
     return [k for k in a if k not in IGNORED_KEYS and a[k] != b.get(k)

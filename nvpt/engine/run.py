@@ -151,9 +151,8 @@ class Trained:
     use_amp: bool
     amp_dtype: torch.dtype
     best: dict
-    has_val: bool
     history: list[dict]
-    images: dict[str, int]  # train / val / test set sizes
+    images: dict[str, int]  # train / val / test set sizes (val 0: no validation split)
     say: Callable[[str], None]
 
 
@@ -261,4 +260,4 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
     images = {"train": len(bundle.train), "val": len(bundle.val) if bundle.val else 0, "test": len(bundle.test)}
     eval_loader = val_loader if cfg.eval.split == "val" else test_loader  # val: choices made without the test split
     return Trained(run_dir, model, eval_loader, normalize, device, img_size, use_amp, amp_dtype, best,
-                   val_loader is not None, history, images, say)
+                   history, images, say)

@@ -15,24 +15,15 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
-from nvpt.config import CORRUPTIONS
 from nvpt.errors import NVPTError
 from nvpt.robustness.corruptions import FAMILIES, GAUSSIAN
-from nvpt.robustness.report import aggregate_seeds, paired_gain, parse_set_key
+from nvpt.robustness.report import SET_NAMES, aggregate_seeds, paired_gain, parse_set_key, set_order
 
 CLEAN, MEAN = "clean", "mean_corrupted"
 FAMILY = "family:"  # prefix of the family-mean keys: "family:noise", ...
-_ORDER = CORRUPTIONS + (GAUSSIAN,)
-
-
-def _set_order(key: str) -> tuple:
-    name, severity, sigma = parse_set_key(key)
-    return _ORDER.index(name), severity if sigma is None else sigma
-
-
+_COLUMNS = 5  # plot panels per row
 def _is_set(key: str) -> bool:
     return key not in (CLEAN, MEAN) and not key.startswith(FAMILY)
 
@@ -43,7 +34,7 @@ def set_accuracies(result: dict, who: str = "result") -> dict[str, float]:
     if not isinstance(result, dict) or not {"clean", "sets", "mean_corrupted"} <= result.keys():
         raise NVPTError(f"{who} is not a results.json summary (needs clean, sets, mean_corrupted)")
     out = {CLEAN: result["clean"]}
-    keys = sorted(result["sets"], key=_set_order)
+    keys = sorted(result["sets"], key=set_order)
     for key in keys:
         out[key] = result["sets"][key]["accuracy"]
     for family, names in FAMILIES.items():
@@ -125,8 +116,15 @@ def _cell(stat: dict, signed: bool = False) -> str:
     return text
 
 
-def _excludes_zero(stat: dict) -> bool:
+def excludes_zero(stat: dict) -> bool:
+    """Whether a paired gain's 95% CI lies wholly above or below 0 (never with one seed)."""
     return stat["ci95_low"] is not None and (stat["ci95_low"] > 0 or stat["ci95_high"] < 0)
+
+
+def _gain_cell(stat: dict) -> str:
+    """A paired gain's cell, bold where its 95% CI excludes 0."""
+    text = _cell(stat, True)
+    return f"**{text}**" if excludes_zero(stat) else text
 
 
 def summary_markdown(comp: dict) -> str:
@@ -147,7 +145,7 @@ def summary_markdown(comp: dict) -> str:
             gains = comp["gain"][m]
             for key in ("clean", MEAN):
                 if key in gains:
-                    row.append(f"**{_cell(gains[key], True)}**" if _excludes_zero(gains[key]) else _cell(gains[key], True))
+                    row.append(_gain_cell(gains[key]))
                 else:
                     row.append("n/a")
             best = max(corrupted, key=lambda k: gains[k]["mean"], default=None)
@@ -171,8 +169,7 @@ def family_markdown(comp: dict) -> str:
         lines.append(f"| {m} | " + " | ".join(_cell(comp["accuracy"][m][k]) for k in keys) + " |")
     for m in comp["methods"]:
         if m != ref:
-            cells = [f"**{_cell(g, True)}**" if _excludes_zero(g) else _cell(g, True)
-                     for g in (comp["gain"][m][k] for k in keys)]
+            cells = [_gain_cell(comp["gain"][m][k]) for k in keys]
             lines.append(f"| {m} − {ref} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -194,10 +191,7 @@ def comparison_markdown(comp: dict) -> str:
         lines += ["", f"Gain over {ref} (accuracy points), paired by seed; **bold**: the 95% CI excludes 0", "",
                   "| set | " + " | ".join(f"{m} − {ref}" for m in others) + " |", "|---" + "|---:" * len(others) + "|"]
         for key in comp["sets"]:
-            cells = []
-            for m in others:
-                stat = comp["gain"][m][key]
-                cells.append(f"**{_cell(stat, True)}**" if _excludes_zero(stat) else _cell(stat, True))
+            cells = [_gain_cell(comp["gain"][m][key]) for m in others]
             lines.append(f"| {_label(key)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -230,7 +224,7 @@ def noise_curves(comp: dict) -> dict[str, dict]:
     """Per corruption: x levels (0 = clean, then severities or sigmas) and, per method,
     the mean / CI bounds at each level. {corruption: {"x": [...], "methods": {m: {"mean", "low", "high"}}}}"""
     curves = {}
-    for name in _ORDER:
+    for name in SET_NAMES:
         levels = _levels(comp, (name,))
         if levels:
             curves[name] = _curve(comp, [(0.0, [CLEAN])] + sorted(levels.items()))
@@ -248,15 +242,13 @@ def family_curves(comp: dict) -> dict[str, dict]:
     return curves
 
 
-def _draw_panels(curves: dict, comp: dict, titles: dict, columns: int):
-    import matplotlib
+def _draw_panels(curves: dict, comp: dict, titles: dict):
+    from matplotlib.figure import Figure  # no pyplot: nothing global, no display needed
 
-    matplotlib.use("Agg")  # files only: works without a display
-    import matplotlib.pyplot as plt
-
-    rows = math.ceil(len(curves) / columns)
-    cols = min(columns, len(curves))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    rows = math.ceil(len(curves) / _COLUMNS)
+    cols = min(_COLUMNS, len(curves))
+    fig = Figure(figsize=(4.2 * cols, 3.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[len(curves):]:
         ax.axis("off")
     for ax, (name, curve) in zip(axes.flat, curves.items()):
@@ -278,23 +270,14 @@ def _draw_panels(curves: dict, comp: dict, titles: dict, columns: int):
 
 
 def _save(fig, base: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
+    """<base>.png and .pdf, each written atomically."""
+    from nvpt.engine.checkpoint import atomic_write
 
-    base.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    try:
-        for fmt in ("png", "pdf"):
-            target = base.with_name(f"{base.name}.{fmt}")
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            os.close(fd)
-            try:
-                fig.savefig(tmp, format=fmt, dpi=150)
-                os.replace(tmp, target)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
-            written.append(target)
-    finally:
-        plt.close(fig)
+    for fmt in ("png", "pdf"):
+        target = base.with_name(f"{base.name}.{fmt}")
+        atomic_write(target, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
+        written.append(target)
     return written
 
 
@@ -311,13 +294,15 @@ def plot_comparison(comp: dict, path: str | os.PathLike) -> list[Path]:
         main = {CLEAN: {"x": [0.0], "methods": {m: {"mean": [comp["accuracy"][m][CLEAN]["mean"]],
                                                      "low": [math.nan], "high": [math.nan]}
                                                  for m in comp["methods"]}}}
-    titles = {f: f"{f} (mean of {', '.join(n for n in FAMILIES[f] if n in singles)})" for f in families}
-    titles = {f: t if len(t) < 48 else f"{f} (mean of {sum(n in singles for n in FAMILIES[f])} corruptions)"
-              for f, t in titles.items()}
-    written = _save(_draw_panels(main, comp, titles, columns=5), base)
+    titles = {}
+    for f in families:
+        present = [n for n in FAMILIES[f] if n in singles]
+        title = f"{f} (mean of {', '.join(present)})"
+        titles[f] = title if len(title) < 48 else f"{f} (mean of {len(present)} corruptions)"
+    written = _save(_draw_panels(main, comp, titles), base)
     corruptions = {k: v for k, v in singles.items() if k != GAUSSIAN}
     if corruptions:
-        written += _save(_draw_panels(corruptions, comp, {}, columns=5), base.with_name(f"{base.name}_corruptions"))
+        written += _save(_draw_panels(corruptions, comp, {}), base.with_name(f"{base.name}_corruptions"))
     return written
 
 

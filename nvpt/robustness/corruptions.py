@@ -232,7 +232,8 @@ def corrupt(images: Tensor, name: str, severity: int | None, sample_ids: Tensor,
         raise NVPTError(f"sample_ids must be integer ids of shape [{images.shape[0]}], "
                         f"got {tuple(ids.shape)} {ids.dtype}")
     channels = images.shape[1]
-    if family_of(name) != "noise" and name != GAUSSIAN and channels not in (1, 3):
+    rgb_op = family_of(name) not in ("noise", None)  # every family but noise (and plain `gaussian`) works on RGB
+    if rgb_op and channels not in (1, 3):
         raise NVPTError(f"corruption {name!r} needs RGB (3-channel) or grey (1-channel) images, got {channels} channels")
     if images.shape[0] == 0:
         return images.clone()
@@ -240,7 +241,7 @@ def corrupt(images: Tensor, name: str, severity: int | None, sample_ids: Tensor,
     draw, apply = _implementations()[name]
     gens = sample_generators(seed, name, severity, ids, sigma)
     x = images.float()  # float32 whatever the input dtype (same images for all), cast back at the end
-    grey = channels == 1 and family_of(name) != "noise" and name != GAUSSIAN
+    grey = rgb_op and channels == 1
     if grey:
         x = x.expand(-1, 3, -1, -1)
     draws = draw(x, gens, c, table) if draw is not None else None

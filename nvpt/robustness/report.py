@@ -26,7 +26,7 @@ from nvpt.config import CORRUPTIONS
 from nvpt.errors import NVPTError
 from nvpt.robustness.corruptions import FAMILIES, GAUSSIAN, check_set
 
-_ORDER = CORRUPTIONS + (GAUSSIAN,)
+SET_NAMES = CORRUPTIONS + (GAUSSIAN,)
 
 # Two-sided 95% critical values of Student's t, t(0.975, df), df = 1..30.
 _T975 = (12.7062047, 4.3026527, 3.1824463, 2.7764451, 2.5705818, 2.4469119, 2.3646243, 2.3060041,
@@ -49,7 +49,7 @@ def parse_set_key(key: str) -> tuple[str, int | None, float | None]:
     name, sep, level = str(key).rpartition("@")
     if not sep:
         raise NVPTError(f"bad set key {key!r}; expected <corruption>@<severity> or gaussian@<sigma>, "
-                        f"corruption one of {', '.join(_ORDER)}")
+                        f"corruption one of {', '.join(SET_NAMES)}")
     try:
         severity, sigma = (None, float(level)) if name == GAUSSIAN else (int(level), None)
     except ValueError:
@@ -59,9 +59,10 @@ def parse_set_key(key: str) -> tuple[str, int | None, float | None]:
     return name, severity, sigma
 
 
-def _order(key: str) -> tuple:
+def set_order(key: str) -> tuple:
+    """Sort key of a set key: corruption in table order, then severity or sigma."""
     name, severity, sigma = parse_set_key(key)
-    return _ORDER.index(name), severity if sigma is None else sigma
+    return SET_NAMES.index(name), severity if sigma is None else sigma
 
 
 # ----------------------------------------------------------------------------- summary
@@ -117,14 +118,14 @@ def summarize(clean_acc: float, corrupted: dict[str, float], reference: dict | N
         parsed[canon] = (name, severity, sigma, _acc(value, f"accuracy of {key!r}"))
 
     sets = {}
-    for key in sorted(parsed, key=_order):
+    for key in sorted(parsed, key=set_order):
         name, severity, sigma, acc = parsed[key]
         sets[key] = {"corruption": name, "severity": severity, "sigma": sigma, "accuracy": acc,
                      "relative": _ratio(acc, clean),
                      "diff_to_reference": _diff(acc, ref_sets.get(key, {}).get("accuracy"))}
 
     corruptions = {}
-    for name in _ORDER:
+    for name in SET_NAMES:
         keys = [k for k, row in sets.items() if row["corruption"] == name]
         if not keys:
             continue
@@ -246,7 +247,7 @@ def side_by_side_markdown(summaries: dict[str, dict]) -> str:
     compares methods only when they were evaluated on the same sets."""
     if not summaries:
         raise NVPTError("side_by_side_markdown needs at least one summary")
-    keys = sorted({k for s in summaries.values() for k in s["sets"]}, key=_order)
+    keys = sorted({k for s in summaries.values() for k in s["sets"]}, key=set_order)
     rows = [("clean", [s["clean"] for s in summaries.values()])]
     rows += [(k, [s["sets"][k]["accuracy"] if k in s["sets"] else None for s in summaries.values()]) for k in keys]
     for family in FAMILIES:

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from nvpt.robustness.corruptions import FAMILIES, corrupt, family_of
+from nvpt.robustness.corruptions import FAMILIES, corrupt
 from nvpt.robustness.report import set_key
 
 SUITE_TARGET_S = 300.0
@@ -66,7 +66,7 @@ def time_suite(model, batches, normalize, device: torch.device, sets, table: str
     names = list(dict.fromkeys(r["corruption"] for r in per_set.values() if r["corruption"]))
     per_corruption = {n: total(r for r in per_set.values() if r["corruption"] == n) for n in names}
     per_family = {f: total(r for r in per_set.values() if r["corruption"] in members)
-                  for f, members in FAMILIES.items() if any(family_of(n) == f for n in names)}
+                  for f, members in FAMILIES.items() if any(n in members for n in names)}
     overall = total(per_set.values())
     overall["total_s"] = overall["corrupt_s"] + overall["model_s"]
     overall["total_cpu_s"] = overall["corrupt_cpu_s"] + overall["model_cpu_s"]
