@@ -14,7 +14,6 @@ comparison.md, comparison.json and comparison.png/.pdf to `out`.
 """
 from __future__ import annotations
 
-import json
 import textwrap
 import time
 from dataclasses import dataclass
@@ -25,12 +24,16 @@ from nvpt.config import METHODS, Config, load_config
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.plan import plan_run
 from nvpt.errors import NVPTError
+from nvpt.outputs import check_output_folder
 from nvpt.robustness.compare import compare_runs, comparison_markdown, family_markdown, plot_comparison, summary_markdown
 from nvpt.robustness.evaluate import robustness_sets
 from nvpt.robustness.report import write_json
+from nvpt.robustness.schema import read_summary
 
 # set per run by the comparison
 OWN_KEYS = ("prompt.method", "seed", "run_name")
+OUT_FILES = ("comparison.json", "comparison.md", "comparison.png", "comparison.pdf", "comparison_corruptions.png",
+             "comparison_corruptions.pdf")
 
 
 @dataclass
@@ -95,12 +98,23 @@ def plan_comparison(config: str | Path, overrides: list[str], methods: list[str]
     return jobs
 
 
+def read_run_results(run_dir: Path) -> dict:
+    """A finished run's results.json, checked; a damaged one names the file and how to redo it."""
+    path = run_dir / "results.json"
+    return read_summary(path, f"delete {path} and rerun: the run resumes from its checkpoint and is evaluated again")
+
+
 def run_comparison(config: str | Path, overrides: list[str], methods: list[str], seeds: int,
                    reference: str = "vpt_deep", reuse: bool = True, out: str | Path | None = None,
                    log: Callable[[str], None] = print) -> dict:
     """Train, resume or collect every run, then write and return the comparison (compare_runs' dict)."""
     check_methods(methods, reference, seeds, overrides)
     jobs = plan_comparison(config, overrides, methods, seeds, reuse)
+    base = load_config(config, overrides)
+    out = check_output_folder(out or Path(base.output_dir) / f"compare-{Path(config).stem}", OUT_FILES)
+    for job in jobs:  # a finished run's results.json is checked before any training
+        if job.action == "reuse":
+            read_run_results(job.run_dir)
     from nvpt.pipeline import run_training  # timm and the engine: only once the plan holds
 
     labels = list(dict.fromkeys(job.method for job in jobs))
@@ -116,14 +130,9 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
             start = time.time()
             run_training(job.cfg, config_path=config, log=lambda msg: log(textwrap.indent(msg, "    ")))
             log(f"{head} done in {time.time() - start:.0f} s")
-        try:
-            results[job.method].append(json.loads((job.run_dir / "results.json").read_text()))
-        except (OSError, ValueError) as exc:
-            raise NVPTError(f"cannot read {job.run_dir / 'results.json'}: {str(exc).splitlines()[0]}") from None
+        results[job.method].append(read_run_results(job.run_dir))
 
     comp = compare_runs(results, reference=reference)
-    base = load_config(config, overrides)
-    out = Path(out) if out else Path(base.output_dir) / f"compare-{Path(config).stem}"
     table = summary_markdown(comp) + "\n" + family_markdown(comp) + "\n" + comparison_markdown(comp)
     write_json({**comp, "config": str(config), "overrides": list(overrides),
                 "runs": {m: [str(job.run_dir) for job in jobs if job.method == m] for m in labels}},

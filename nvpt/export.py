@@ -19,7 +19,6 @@ nvpt.models.binary_prompts.prompt_bits, the figure results.json reports.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -32,9 +31,11 @@ from safetensors.torch import save
 
 from nvpt.config import Config, dump_config, load_config, load_config_text
 from nvpt.engine.checkpoint import atomic_write, read_safetensors
+from nvpt.engine.checkpoint import tensors_sha256 as _sha256
 from nvpt.engine.restore import load_run, locate, rebuild_model
 from nvpt.errors import NVPTError
 from nvpt.models import PromptedViT
+from nvpt.outputs import check_output
 from nvpt.models.binary_prompts import decode_binary, factor_shape, prompt_bits
 
 FORMAT = "nvpt-packed-prompts-1"
@@ -45,15 +46,6 @@ DEFAULT_NAME = "prompts-packed.safetensors"
 class PackedInfo:
     path: Path
     sizes: dict  # file_bytes, bits_bytes, scale_bytes, shift_bytes, prompt_payload_bytes, prompt_bits, fp32_vpt_prompt_bytes, ...
-
-
-def _sha256(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
 
 
 def backbone_sha256(model: PromptedViT) -> str:
@@ -132,6 +124,7 @@ def export_packed(run: str | Path, out: str | Path | None = None, overrides: lis
     config, e.g. model.pretrained_file=... where the hub weights cannot be fetched.
     """
     run_dir, ckpt = locate(run)
+    path = check_output(out if out is not None else run_dir / DEFAULT_NAME, inputs=[ckpt], what="--out")
     config = run_dir / "config.yaml"
     if not config.is_file():
         raise NVPTError(f"{run_dir} has no config.yaml next to {ckpt.name}; pass the run folder tools/train.py wrote")
@@ -174,7 +167,6 @@ def export_packed(run: str | Path, out: str | Path | None = None, overrides: lis
         "payload_sha256": _sha256(tensors),
         "source": f"{run_dir.name}/{ckpt.name}",
     }
-    path = Path(out) if out is not None else run_dir / DEFAULT_NAME
     blob = _serialise(tensors, meta, sizes)
     atomic_write(path, lambda tmp: tmp.write_bytes(blob))
     return PackedInfo(path, sizes)

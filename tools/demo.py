@@ -19,6 +19,7 @@ from nvpt.config import METHODS, load_config
 from nvpt.pipeline import run_training
 from nvpt.errors import NVPTError
 from nvpt.robustness.report import side_by_side_markdown
+from nvpt.robustness.schema import read_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = {"spike_nvpt": "Spike-NVPT", "vpt_deep": "VPT-deep", "vpt_shallow": "VPT-shallow", "linear": "Linear",
@@ -45,9 +46,7 @@ def main(argv):
             shutil.rmtree(run_dir)
         if (run_dir / "results.json").is_file():
             print(f"[{i}/{len(args.methods)}] {LABELS[method]}: reusing {run_dir} (pass --fresh to retrain)")
-            import json
-
-            summaries[LABELS[method]] = json.loads((run_dir / "results.json").read_text())
+            summaries[LABELS[method]] = read_summary(run_dir / "results.json", "pass --fresh to retrain it")
             continue
         resume = [f"train.resume={run_dir}"] if (run_dir / "config.yaml").is_file() else []  # unfinished run
         cfg = load_config(config, [f"seed={args.seed}", f"run_name={run_dir.name}", *resume, *args.overrides])

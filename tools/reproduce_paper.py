@@ -15,7 +15,7 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from nvpt.cli import parser, run_main
+from nvpt.cli import finite_float, parser, run_main
 from nvpt.config import METHODS
 from nvpt.cost import Assumptions
 from nvpt.errors import NVPTError
@@ -35,13 +35,13 @@ def main(argv):
     p.add_argument("--out", default="runs/paper", help="folder for the runs and tables (default runs/paper)")
     p.add_argument("--estimate-only", action="store_true", help="print the plan and the estimated GPU time, train nothing")
     p.add_argument("--tables-only", action="store_true", help="write results.md from the finished comparisons, train nothing")
-    p.add_argument("--mfu", type=float, default=default.mfu, help=f"estimate: share of the GPU's peak sustained ({default.mfu})")
-    p.add_argument("--peak-tflops", type=float, default=default.peak_tflops,
+    p.add_argument("--mfu", type=finite_float, default=default.mfu, help=f"estimate: share of the GPU's peak sustained ({default.mfu})")
+    p.add_argument("--peak-tflops", type=finite_float, default=default.peak_tflops,
                    help=f"estimate: the GPU's dense bf16 peak in TFLOP/s ({default.peak_tflops:g}, an H200)")
-    p.add_argument("--jpeg-ms", type=float, default=default.jpeg_ms, help=f"estimate: CPU ms per JPEG image ({default.jpeg_ms:g})")
-    p.add_argument("--array-ms", type=float, default=default.array_ms,
+    p.add_argument("--jpeg-ms", type=finite_float, default=default.jpeg_ms, help=f"estimate: CPU ms per JPEG image ({default.jpeg_ms:g})")
+    p.add_argument("--array-ms", type=finite_float, default=default.array_ms,
                    help=f"estimate: CPU ms per in-memory image ({default.array_ms:g})")
-    p.add_argument("--epoch-s", type=float, default=default.epoch_s,
+    p.add_argument("--epoch-s", type=finite_float, default=default.epoch_s,
                    help=f"estimate: fixed seconds per epoch besides the images ({default.epoch_s:g})")
     args = p.parse_intermixed_args(argv)
     if not 0 < args.mfu <= 1 or min(args.peak_tflops, args.jpeg_ms, args.array_ms) <= 0 or args.epoch_s < 0:

@@ -12,6 +12,7 @@ its JSON metadata, so loading a downloaded file can never run code.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -24,10 +25,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nvpt.errors import NVPTError
+from nvpt.outputs import BEST, LAST  # noqa: F401  (re-exported: the names of a run's checkpoints)
 
 FORMAT = "nvpt-checkpoint-1"
-LAST = "checkpoint-last.safetensors"  # resumable: model, optimizer, schedule, RNG, history
-BEST = "checkpoint-best.safetensors"  # best validation accuracy: model only
 
 
 def checkpoint_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -42,6 +42,17 @@ def checkpoint_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def model_identity(model: nn.Module, cfg) -> dict[str, Any]:
     return {"model_name": cfg.model.name, "method": cfg.prompt.method, "num_classes": int(model.num_classes),
             "deployed": bool(getattr(model, "deployed", False))}
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Content hash of named tensors: name, dtype, shape and bytes of each, in sorted name order. It does not
+    depend on file paths, metadata or the order tensors were saved in: the same weights give the same hash."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def atomic_write(path: Path, write) -> None:
