@@ -24,14 +24,7 @@ from nvpt.data.image_folder import verify_image
 from nvpt.errors import NVPTError
 from nvpt.outputs import RUN_FILES
 from test_bad_input import BASE, assert_one_line_error, fill, image_folder, write_png
-from test_reliability import ToolServer
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = ToolServer(tmp_path_factory.mktemp("tool-io"))
-    yield srv
-    srv.close()
+from test_bad_input import server  # noqa: F401  (the module's fork server fixture)
 
 
 @pytest.fixture(scope="module")
