@@ -1,8 +1,9 @@
 """The training part of a run: config -> data -> model -> epochs -> the best checkpoint, deployed.
 
 `train` writes the run folder's resolved `config.yaml`, `metrics.jsonl` (one JSON line per
-epoch), `checkpoint-last.safetensors` (resumable) and `checkpoint-best.safetensors` (best
-validation accuracy, or the last epoch when there is no validation split), and returns the
+epoch), `checkpoint-last.safetensors` (resumable; every train.save_every epochs and after the
+last) and `checkpoint-best.safetensors` (best validation accuracy, written on each improvement;
+without a validation split the final model, written once after the last epoch), and returns the
 deployed best model with the test loader. The evaluation that follows (clean and corrupted test
 accuracy, `results.json` / `results.md`) is nvpt.pipeline's, downstream of this package: a
 folder without `results.json` is an unfinished run, which `train.resume` continues exactly.
@@ -243,9 +244,11 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
         line["best_epoch"] = best["epoch"]
         history.append(line)
         if dist.is_main:
-            if improved:
-                save_checkpoint(run_dir / BEST, model, identity, epoch=epoch, best=best)
             last_epoch = epoch == cfg.train.epochs - 1
+            # checkpoint-best: on each improvement when validation selects; without validation nothing is
+            # selected and the final model is written once, at the end (not every epoch: 1.4 GB for `full`)
+            if (improved and val_loader is not None) or (val_loader is None and last_epoch):
+                save_checkpoint(run_dir / BEST, model, identity, epoch=epoch, best=best)
             if (epoch + 1) % cfg.train.save_every == 0 or last_epoch:
                 save_checkpoint(run_dir / LAST, model, identity, optimizer, scheduler, scaler,
                                 epoch=epoch, best=best, history=history)
