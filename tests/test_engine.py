@@ -130,6 +130,8 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, recipe):
     resumed = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", f"train.resume={tmp_path / 'cut'}"),
                            log=quiet, show_progress=False)
     assert resumed.run_dir == tmp_path / "cut"
+    written = json.loads((resumed.run_dir / "results.json").read_text())
+    assert (written["sfl_backend"], written["device"]) == ("torch" if "spike_nvpt" in recipe[0] else "none", "cpu")
     assert strip_timing(resumed.history) == strip_timing(full.history)
     assert resumed.summary["clean"] == full.summary["clean"]
     assert resumed.summary["sets"] == full.summary["sets"]

@@ -32,7 +32,7 @@ from nvpt.engine.loop import Normalize, NonFiniteLoss, evaluate, train_one_epoch
 from nvpt.engine.optim import build_optimizer, WarmupCosine
 from nvpt.errors import NVPTError
 from nvpt.models import build_model
-from nvpt.spiking import resolve_backend
+from nvpt.spiking.backend import describe_device, run_backend
 
 
 class IndexedDataset(Dataset):
@@ -155,13 +155,15 @@ class Trained:
     history: list[dict]
     images: dict[str, int]  # train / val / test set sizes (val 0: no validation split)
     say: Callable[[str], None]
+    sfl_backend: str = "none"  # cupy | torch | none (no IF neurons): the Signal Filtering Layer's backend in training
+    device_name: str = "cpu"  # "cuda:0 NVIDIA H200" or "cpu"
 
 
-def check_backend(cfg: Config, device: torch.device) -> None:
-    """A spike_nvpt run on a backend this machine lacks (spike.backend=cupy without CUDA or CuPy) fails here, before
-    a run folder exists, instead of at the first forward pass."""
-    if cfg.prompt.method == "spike_nvpt" and cfg.spike.filter == "if":
-        resolve_backend(cfg.spike.backend, device)
+def check_backend(cfg: Config, device: torch.device) -> str:
+    """The SFL backend this run uses (cupy, torch, or none for a method without IF neurons). A spike_nvpt run on a
+    backend this machine lacks (spike.backend=cupy without CUDA or CuPy) fails here, before a run folder exists,
+    instead of at the first forward pass."""
+    return run_backend(cfg.prompt.method, cfg.spike.filter, cfg.spike.backend, device)
 
 
 def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, log: Callable[[str], None] = print,
@@ -169,7 +171,7 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
     """Train per cfg in the process group `dist` (init_distributed; the caller ends it after evaluating) and return
     the best checkpoint's model, deployed."""
     device = resolve_device(cfg, dist)
-    check_backend(cfg, device)
+    sfl_backend = check_backend(cfg, device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     say = log if dist.is_main else (lambda _msg: None)
@@ -263,4 +265,4 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
     images = {"train": len(bundle.train), "val": len(bundle.val) if bundle.val else 0, "test": len(bundle.test)}
     eval_loader = val_loader if cfg.eval.split == "val" else test_loader  # val: choices made without the test split
     return Trained(run_dir, model, eval_loader, normalize, device, img_size, use_amp, amp_dtype, best,
-                   history, images, say)
+                   history, images, say, sfl_backend, describe_device(device))
