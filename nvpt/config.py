@@ -119,7 +119,10 @@ SCHEMA: dict[str, Key] = {
     "data.subset": _k(None, "int", "fashion_mnist: use only the first N training images (for a quick run)", min=1, nullable=True),
     "data.batch_size": _k(64, "int", "global batch size (split across torchrun processes)", min=1),
     "data.eval_batch_size": _k(128, "int", "batch size for evaluation", min=1),
-    "data.num_workers": _k(4, "int", "data loader worker processes", min=0),
+    "data.num_workers": _k(4, "int", "data loader worker processes (a cached set is read in the main process)", min=0),
+    "data.cache": _k("auto", "str", "decode once: keep each split's decoded, resized images as uint8 (deterministic transforms only); auto = disk for image files and arrays, memory for generated sets; memory; disk; off", choices=("auto", "memory", "disk", "off")),
+    "data.cache_dir": _k(None, "str", "folder of the disk cache (uncompressed .npy files, shared by processes); null: <output_dir>/data-cache", nullable=True),
+    "data.cache_memory_gb": _k(2.0, "float", "largest set kept in memory (GB of uint8); a larger one goes to the disk cache", min=0.0),
 
     "train.epochs": _k(100, "int", "training epochs", min=1),
     "train.optimizer": _k("sgd", "str", "optimizer", choices=("sgd", "adamw")),

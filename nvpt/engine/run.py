@@ -25,6 +25,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from nvpt.config import Config, dump_config
 from nvpt.data import DataBundle, build_datasets
+from nvpt.data.cache import CachedImages, cached_dataset, deterministic
 from nvpt.engine.checkpoint import (BEST, LAST, atomic_write_text, load_checkpoint, load_model_state, model_identity,
                                    read_checkpoint, save_checkpoint)
 from nvpt.engine.distributed import DistInfo, barrier
@@ -103,19 +104,29 @@ def prepare_data(cfg: Config) -> tuple[DataBundle, int]:
     return bundle, img_size
 
 
-def make_loader(dataset: Dataset, batch_size: int, cfg: Config, dist: DistInfo, train: bool, device: torch.device):
+def make_loader(dataset: Dataset, batch_size: int, cfg: Config, dist: DistInfo, train: bool, device: torch.device,
+                cache: bool = True):
     """A DataLoader with a private generator: drawing its workers' base seed never advances the
     global RNG (prompt dropout), so a resumed run draws the same numbers as an uninterrupted one.
-    Training workers restart every epoch, reseeded from (seed, epoch) by run_training."""
+
+    cache: a set with a deterministic transform is decoded once (nvpt.data.cache, data.cache) and read in
+    this process, no workers: it yields uint8 images, which the loop turns into floats on the device
+    (unit_float). Otherwise data.num_workers workers decode; they stay up across epochs when the transform
+    is deterministic, and a training set with random augmentation restarts them every epoch, reseeded from
+    (seed, epoch) by run_training."""
+    if cache:
+        dataset = cached_dataset(dataset, cfg)
+    workers = 0 if isinstance(dataset, CachedImages) else cfg.data.num_workers
     generator = torch.Generator()
     generator.manual_seed(cfg.seed)
+    persistent = workers > 0 and (not train or deterministic(dataset))
     if train:
         sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
     else:
         dataset, sampler = IndexedDataset(dataset), ShardSampler(len(dataset), dist)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       pin_memory=device.type == "cuda", drop_last=False, generator=generator,
-                      persistent_workers=cfg.data.num_workers > 0 and not train)
+                      persistent_workers=persistent)
 
 
 def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
