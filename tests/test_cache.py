@@ -157,9 +157,9 @@ def test_memory_cache_falls_back_to_disk_above_its_bound(vtab_root):
     on_disk = cached_dataset(bundle(big).test, big)
     assert on_disk.path is not None and on_disk.path.is_file() and isinstance(on_disk.images, np.memmap)
     assert np.array_equal(np.asarray(on_disk.images), in_memory.images)
-    # a generated set has no file list to key a disk cache: memory under the bound, uncached above it
+    # the textures' crops have no file list or array to key a disk cache: memory under the bound, uncached above it
     textures = ["data.name=textures", "data.crop_size=32", "data.train_per_class=2", "data.test_per_class=2",
-                f"output_dir={vtab_root / 'runs2'}"]
+                "data.num_workers=0", f"output_dir={vtab_root / 'runs2'}"]
     cfg = load_config(None, textures)
     test = bundle(cfg).test
     assert isinstance(cached_dataset(test, cfg), CachedImages)
@@ -182,10 +182,19 @@ def test_loaders_read_a_cached_set_in_process_and_keep_decoding_workers(vtab_roo
     cpu = torch.device("cpu")
     cached = make_loader(data.train, 4, cfg, DistInfo(), True, cpu)
     assert cached.num_workers == 0 and isinstance(cached.dataset, CachedImages)
-    images, _ = next(iter(cached))
-    assert images.dtype == torch.uint8
     uncached = make_loader(data.train, 4, cfg, DistInfo(), True, cpu, cache=False)
     assert uncached.num_workers == 2 and uncached.persistent_workers  # deterministic: workers are not forked again
+    for epoch in (0, 1):  # the same batches, in the same order, from one read per batch
+        cached.sampler.set_epoch(epoch)
+        uncached.sampler.set_epoch(epoch)
+        pairs = list(zip(cached, uncached, strict=True))
+        assert [len(a[0]) for a, _ in pairs] == [4, 2]
+        for (images, labels), (expected, expected_labels) in pairs:
+            assert images.dtype == torch.uint8 and torch.equal(unit_float(images), expected)
+            assert torch.equal(labels, expected_labels)
+    test = make_loader(data.test, 3, cfg, DistInfo(), False, cpu)
+    (images, labels, ids), (rest, _, more) = list(test)
+    assert images.shape == (3, 3, IMG, IMG) and ids.tolist() == [0, 1, 2] and more.tolist() == [3, 4]
     fgvc = vtab_cfg(vtab_root, "data.protocol=tune", "data.num_workers=2", "data.transform=fgvc")
     random = make_loader(bundle(fgvc).train, 4, fgvc, DistInfo(), True, cpu)
     assert random.num_workers == 2 and not random.persistent_workers  # reseeded per epoch for exact resume
@@ -210,4 +219,4 @@ def test_a_run_with_the_cache_equals_one_without(vtab_root, data):
     assert strip[0] == strip[1]
     assert results["off"].summary["clean"] == results["auto"].summary["clean"]
     assert results["off"].summary["sets"] == results["auto"].summary["sets"]
-    assert (vtab_root / "runs" / "data-cache").is_dir() == (data == "vtab")  # files: disk; generated: memory
+    assert (vtab_root / "runs" / "data-cache").is_dir() == (data == "vtab")  # files: disk; textures: memory

@@ -45,9 +45,19 @@ class IndexedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index):
         image, label = self.base[index]
+        if not isinstance(index, int):  # a batch of indices (a cached set): ids as a tensor, as collation makes them
+            index = torch.as_tensor(index, dtype=torch.int64)
         return image, label, index
+
+
+class EpochBatchSampler(torch.utils.data.BatchSampler):
+    """The batches DataLoader(batch_size=B) would form from `sampler`, handed to a dataset that reads a whole
+    batch at once (CachedImages); set_epoch reaches the DistributedSampler inside."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
 
 
 class ShardSampler(torch.utils.data.Sampler):
@@ -116,15 +126,18 @@ def make_loader(dataset: Dataset, batch_size: int, cfg: Config, dist: DistInfo, 
     (seed, epoch) by run_training."""
     if cache:
         dataset = cached_dataset(dataset, cfg)
-    workers = 0 if isinstance(dataset, CachedImages) else cfg.data.num_workers
     generator = torch.Generator()
     generator.manual_seed(cfg.seed)
-    persistent = workers > 0 and (not train or deterministic(dataset))
+    in_process = isinstance(dataset, CachedImages)
+    persistent = cfg.data.num_workers > 0 and (not train or deterministic(dataset))
     if train:
         sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
     else:
         dataset, sampler = IndexedDataset(dataset), ShardSampler(len(dataset), dist)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+    if in_process:  # whole batches read from the decoded array in this process: no workers, no collation
+        return DataLoader(dataset, batch_size=None, sampler=EpochBatchSampler(sampler, batch_size, drop_last=False),
+                          num_workers=0, pin_memory=device.type == "cuda", generator=generator)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
                       pin_memory=device.type == "cuda", drop_last=False, generator=generator,
                       persistent_workers=persistent)
 
