@@ -71,6 +71,15 @@ def test_unit_float_is_to_tensor_bit_for_bit():
     assert torch.equal(unit_float(as_uint8), reference)
     floats = torch.rand(2, 3, 4, 4)
     assert unit_float(floats) is floats  # already float: untouched
+    # on CUDA a table lookup (CUDA divides by a scalar through its reciprocal): the table is ToTensor's values,
+    # and the lookup runs on a fake CUDA device without a device mismatch or a host read
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from nvpt.data.cache import _UNIT
+    assert torch.equal(torch.tensor(_UNIT, dtype=torch.float32), reference[0].flatten())
+    with FakeTensorMode():
+        on_device = unit_float(torch.empty(2, 3, 8, 8, dtype=torch.uint8, device="cuda"))
+        assert on_device.device.type == "cuda" and on_device.dtype == torch.float32
 
 
 @pytest.mark.parametrize("protocol", ["tune", "final"])
