@@ -245,6 +245,9 @@ def test_error_after_spiking_import_is_still_one_line(server, paths):
     done = server.run("train.py", paths["cfg"], "prompt.method=spike_nvpt", "data.name=image_folder",
                       f"data.root={paths['truncated_images']}", "run_name=spiking")
     assert_one_line_error(done, r"cannot read image .*cut\.png")
+    after_training = server.run("train.py", paths["cfg"], "prompt.method=spike_nvpt", "data.name=image_folder",
+                                f"data.root={paths['truncated_images']}", "data.cache=off", "run_name=spiking-uncached")
+    assert_one_line_error(after_training, r"cannot read image .*cut\.png")
 
 
 def test_debug_shows_the_traceback(server, paths):
