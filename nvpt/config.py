@@ -119,7 +119,10 @@ SCHEMA: dict[str, Key] = {
     "data.subset": _k(None, "int", "fashion_mnist: use only the first N training images (for a quick run)", min=1, nullable=True),
     "data.batch_size": _k(64, "int", "global batch size (split across torchrun processes)", min=1),
     "data.eval_batch_size": _k(128, "int", "batch size for evaluation", min=1),
-    "data.num_workers": _k(4, "int", "data loader worker processes", min=0),
+    "data.num_workers": _k(4, "int", "data loader worker processes (a cached set is read in the main process)", min=0),
+    "data.cache": _k("auto", "str", "decode once (docs/datasets.md): keep each split's decoded, resized images as uint8, bit for bit the uncached images (deterministic transforms only); auto = the disk cache for image files and arrays, memory for the textures; memory (disk above data.cache_memory_gb); disk; off", choices=("auto", "memory", "disk", "off")),
+    "data.cache_dir": _k(None, "str", "folder of the disk cache (uncompressed .npy files, shared by processes); null: <output_dir>/data-cache", nullable=True),
+    "data.cache_memory_gb": _k(2.0, "float", "largest set kept in memory (GB of uint8); a larger one goes to the disk cache", min=0.0),
 
     "train.epochs": _k(100, "int", "training epochs", min=1),
     "train.optimizer": _k("sgd", "str", "optimizer", choices=("sgd", "adamw")),
@@ -135,7 +138,7 @@ SCHEMA: dict[str, Key] = {
     "train.device": _k("auto", "str", "auto: cuda when available, else cpu", choices=("auto", "cuda", "cpu")),
     "train.threads": _k(None, "int", "torch CPU threads; null: leave torch's default", min=1, nullable=True),
     "train.resume": _k(None, "str", "path of a run folder or checkpoint to continue exactly", nullable=True),
-    "train.save_every": _k(1, "int", "write the resumable checkpoint every N epochs", min=1),
+    "train.save_every": _k(1, "int", "write the resumable checkpoint-last every N epochs and after the last (a resume repeats the epochs since the last write, exactly); the full recipe uses 10: its checkpoint holds every weight and AdamW's moments, about 1 GB for ViT-B/16. checkpoint-best is written on each validation improvement, or once after the last epoch when nothing is selected (no validation split)", min=1),
     "train.max_steps_per_epoch": _k(None, "int", "cap iterations per epoch (quick checks)", min=1, nullable=True),
 
     "eval.gaussian_std": _k([0.05, 0.1, 0.2, 0.3, 0.5], "float_list", "Gaussian noise sigmas (on [0,1] images) for the final evaluation"),

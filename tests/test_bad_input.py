@@ -239,11 +239,15 @@ def test_train_bad_input_is_one_line(server, paths, row_id, args, pattern):
 
 def test_error_after_spiking_import_is_still_one_line(server, paths):
     """spike_nvpt imports SpikingJelly (which logs its missing CuPy; torch warns about its
-    torch.jit.script) and logs the Signal Filtering Layer backend at the first forward pass. This
-    run trains, then meets a truncated test image in the final evaluation: still one line."""
+    torch.jit.script) and logs the Signal Filtering Layer backend. This run builds the spiking model,
+    then meets a truncated test image while its test split is decoded into the data cache (with
+    data.cache=off: in the final evaluation, after training): still one line."""
     done = server.run("train.py", paths["cfg"], "prompt.method=spike_nvpt", "data.name=image_folder",
                       f"data.root={paths['truncated_images']}", "run_name=spiking")
     assert_one_line_error(done, r"cannot read image .*cut\.png")
+    after_training = server.run("train.py", paths["cfg"], "prompt.method=spike_nvpt", "data.name=image_folder",
+                                f"data.root={paths['truncated_images']}", "data.cache=off", "run_name=spiking-uncached")
+    assert_one_line_error(after_training, r"cannot read image .*cut\.png")
 
 
 def test_debug_shows_the_traceback(server, paths):

@@ -130,6 +130,8 @@ def test_resume_continues_exactly(tmp_path, monkeypatch, recipe):
     resumed = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", f"train.resume={tmp_path / 'cut'}"),
                            log=quiet, show_progress=False)
     assert resumed.run_dir == tmp_path / "cut"
+    written = json.loads((resumed.run_dir / "results.json").read_text())
+    assert (written["sfl_backend"], written["device"]) == ("torch" if "spike_nvpt" in recipe[0] else "none", "cpu")
     assert strip_timing(resumed.history) == strip_timing(full.history)
     assert resumed.summary["clean"] == full.summary["clean"]
     assert resumed.summary["sets"] == full.summary["sets"]
@@ -226,3 +228,40 @@ def _tiny_yaml() -> str:
         section, leaf = key.split(".")
         lines.setdefault(section, []).append(f"  {leaf}: {value!r}" if leaf == "kwargs" else f"  {leaf}: {value}")
     return "".join(f"{section}:\n" + "\n".join(body) + "\n" for section, body in lines.items())
+
+
+def test_save_every_without_validation_resumes_exactly_and_writes_best_once(tmp_path, monkeypatch):
+    """train.save_every=2 over 4 epochs with no validation split: checkpoint-last after epochs 1 and 3, checkpoint-best
+    once (the final model); a run stopped in epoch 3 (epoch 2 trained but not saved) resumes to the same result."""
+    args = [*TEXTURES, "data.val_fraction=0", "prompt.method=linear", "train.epochs=4", "train.save_every=2",
+            "train.warmup_epochs=1", f"output_dir={tmp_path}"]
+    real_save, saves = run_module.save_checkpoint, []
+
+    def recording_save(path, *a, **kw):
+        saves.append((Path(path).name, kw["epoch"]))
+        return real_save(path, *a, **kw)
+
+    monkeypatch.setattr(run_module, "save_checkpoint", recording_save)
+    full = run_training(tiny_cfg(*args, "run_name=full"), log=quiet, show_progress=False)
+    assert saves == [("checkpoint-last.safetensors", 1), ("checkpoint-best.safetensors", 3),
+                     ("checkpoint-last.safetensors", 3)]
+    assert read_checkpoint(full.run_dir / "checkpoint-best.safetensors")[1]["epoch"] == 3
+
+    real_epoch = run_module.train_one_epoch
+
+    def dies_in_epoch_three(*a, **kw):
+        if a[6] == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*a, **kw)
+
+    monkeypatch.setattr(run_module, "train_one_epoch", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_cfg(*args, "run_name=cut"), log=quiet, show_progress=False)
+    cut = tmp_path / "cut"
+    assert not (cut / "checkpoint-best.safetensors").exists()  # nothing selected yet: no best written per epoch
+    assert read_checkpoint(cut / "checkpoint-last.safetensors")[1]["epoch"] == 1  # epoch 2 was not saved
+    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
+    resumed = run_training(tiny_cfg(*args, f"train.resume={cut}"), log=quiet, show_progress=False)
+    assert strip_timing(resumed.history) == strip_timing(full.history)
+    assert resumed.summary["clean"] == full.summary["clean"]
+    assert resumed.summary["sets"] == full.summary["sets"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nvpt"
 LAYERS = [
-    ("foundations", {"nvpt.errors", "nvpt.config", "nvpt.cli", "nvpt.outputs"}),
+    ("foundations", {"nvpt.errors", "nvpt.io", "nvpt.config", "nvpt.cli", "nvpt.outputs"}),
     ("data", {"nvpt.data"}),
     ("model", {"nvpt.spiking", "nvpt.models"}),
     ("engine", {"nvpt.engine"}),
