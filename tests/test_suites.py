@@ -213,3 +213,36 @@ def test_benchmark_end_to_end_chooses_on_val_and_writes_the_tables(data_root, tm
     rc, _, err = run_paper(monkeypatch, capsys, *args, "--tables-only")
     assert rc == 0 and (out / "benchmark.md").read_text().split("\n", 3)[3] == md.split("\n", 3)[3]
     assert math.isfinite(float(rows[("FGVC mean", "vpt_deep", "clean")]["mean"]))
+
+
+def test_fgvc_split_files_from_torchvision(tmp_path, monkeypatch):
+    """Oxford Flowers through torchvision (official splits, placed so nothing downloads; its MD5 table set to the
+    fixture's .mat files) and Stanford Cars from torchvision's layout: the JSON files are written beside them."""
+    import torchvision.datasets as tvd
+
+    import torchvision_layouts as layouts
+
+    flowers = tmp_path / "OxfordFlower"
+    sums = layouts.write_flowers102(flowers, per_class=(2, 1, 1))
+    for key, name in (("label", "imagelabels.mat"), ("setid", "setid.mat")):
+        monkeypatch.setitem(tvd.Flowers102._file_dict, key, (name, sums[name]))
+    cfg = load_config(ROOT / "configs/fgvc/oxford_flowers.yaml",
+                      [f"data.root={tmp_path}", "data.download=true", "data.protocol=tune", *TINY_MODEL])
+    bundle = build_datasets(cfg, 32, 3, (0.5,) * 3, (0.5,) * 3)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test), bundle.num_classes) == (204, 102, 102, 102)
+    test = json.loads((flowers / "test.json").read_text())
+    assert len(test) == 102 and all(k.startswith("flowers-102/jpg/image_") for k in test)
+    assert sorted(test.values()) == list(range(102))
+
+    layouts.write_stanford_cars(tmp_path / "Stanford-cars", classes=4, train_per_class=10, test_per_class=2)
+    cfg = load_config(ROOT / "configs/fgvc/stanford_cars.yaml",
+                      [f"data.root={tmp_path}", "data.download=true", "data.protocol=tune", *TINY_MODEL])
+    bundle = build_datasets(cfg, 32, 3, (0.5,) * 3, (0.5,) * 3)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (36, 4, 8)  # 10 % of each class to val.json
+    train, val = (json.loads((tmp_path / "Stanford-cars" / f"{s}.json").read_text()) for s in ("train", "val"))
+    assert not set(train) & set(val) and sorted(set(val.values())) == [0, 1, 2, 3]
+    assert all(k.startswith("stanford_cars/cars_train/") for k in train)
+    with pytest.raises(NVPTError, match=r"stanford_cars: no train.json/val.json/test.json in .*torchvision cannot download"):
+        build_datasets(load_config(ROOT / "configs/fgvc/stanford_cars.yaml",
+                                   [f"data.root={tmp_path / 'none'}", "data.download=true", *TINY_MODEL]),
+                       32, 3, (0.5,) * 3, (0.5,) * 3)

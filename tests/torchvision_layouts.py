@@ -223,3 +223,27 @@ def write_kitti(root: Path, images: int = 3600, size: int = 8) -> Path:
                 "DontCare -1 -1 -10 1.0 2.0 3.0 4.0 -1 -1 -1 -1000 -1000 -1000 -10"]
         (base / "label_2" / f"{k:06d}.txt").write_text("\n".join(rows) + "\n")
     return Path(root)
+
+
+def write_stanford_cars(root: Path, classes: int = 4, train_per_class: int = 10, test_per_class: int = 2,
+                        size: int = 8) -> Path:
+    """Stanford Cars in torchvision's StanfordCars layout (its download no longer works): <root>/stanford_cars/
+    devkit/{cars_meta.mat,cars_train_annos.mat}, cars_train/<id>.jpg, cars_test/<id>.jpg and
+    cars_test_annos_withlabels.mat; annotations hold `fname` and `class` (1-based)."""
+    from scipy.io import savemat
+
+    base = Path(root) / "stanford_cars"
+    (base / "devkit").mkdir(parents=True, exist_ok=True)
+    savemat(base / "devkit" / "cars_meta.mat",
+            {"class_names": np.array([[f"Maker Model {c}" for c in range(classes)]], dtype=object)})
+    for split, per_class, mat in (("train", train_per_class, base / "devkit" / "cars_train_annos.mat"),
+                                  ("test", test_per_class, base / "cars_test_annos_withlabels.mat")):
+        (base / f"cars_{split}").mkdir(parents=True, exist_ok=True)
+        rows = []
+        for k in range(classes * per_class):
+            name = f"{k + 1:05d}.jpg"
+            (base / f"cars_{split}" / name).write_bytes(jpeg_bytes(k % classes, classes, size))
+            rows.append((name, k % classes + 1))
+        records = np.array(rows, dtype=[("fname", object), ("class", object)])
+        savemat(mat, {"annotations": records.reshape(1, -1)})
+    return Path(root)
