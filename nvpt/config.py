@@ -323,6 +323,9 @@ def _check_relations(cfg: Config) -> None:
         raise NVPTError("config keys spike.init_low/init_high: init_high must be >= init_low")
     if cfg.data.name == "vtab" and not cfg.data.task:
         raise NVPTError("config key 'data.task' must name the VTAB task folder when data.name=vtab (e.g. data.task=dtd)")
+    if cfg.data.name == "fgvc" and not cfg.data.task:
+        raise NVPTError("config key 'data.task' must name the FGVC data set when data.name=fgvc (cub, nabirds, "
+                        "oxford_flowers, stanford_dogs or stanford_cars)")
     if (cfg.data.mean is None) != (cfg.data.std is None):
         raise NVPTError("config keys data.mean and data.std must be given together (or both null)")
     if cfg.data.mean is not None and len(cfg.data.mean) != len(cfg.data.std):

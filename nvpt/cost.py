@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nvpt import suites
+from nvpt.suites import FGVC, VTAB, VTAB_TRAIN, VTAB_VAL
 from nvpt.config import TORCHVISION_TASKS, Config
 from nvpt.data import dtd, vtab1k
 from nvpt.data.torchvision_tasks import TASKS
@@ -114,8 +114,8 @@ def image_counts(cfg: Config) -> tuple[int, int, int]:
         lists = {name: task / f"{name}.txt" for name in ("train800", "val200", "test")}
         if all(p.is_file() for p in lists.values()):
             train, val, test = (sum(1 for line in p.read_text().splitlines() if line.strip()) for p in lists.values())
-        elif d.task in suites.VTAB:  # not placed yet: VTAB-1k's sizes
-            train, val, test = suites.VTAB_TRAIN, suites.VTAB_VAL, suites.VTAB[d.task].test_size
+        elif d.task in VTAB:  # not placed yet: VTAB-1k's sizes
+            train, val, test = VTAB_TRAIN, VTAB_VAL, VTAB[d.task].test_size
         else:
             raise NVPTError(f"cost: the VTAB-1k lists of {task} are not there to count; place the task folder first")
     elif d.name == "fgvc":
@@ -130,9 +130,9 @@ def image_counts(cfg: Config) -> tuple[int, int, int]:
 
 def fgvc_sizes(d) -> tuple[int, int, int]:
     """(train, val, test) images of an FGVC data set: its split files when placed, else the reference's sizes."""
-    info = suites.FGVC.get(d.task)
+    info = FGVC.get(d.task)
     if info is None:
-        raise NVPTError(f"cost: unknown fgvc data.task {d.task!r}; use one of {', '.join(suites.FGVC)}")
+        raise NVPTError(f"cost: unknown fgvc data.task {d.task!r}; use one of {', '.join(FGVC)}")
     folder = Path(d.root) / info.folder
     files = [folder / f"{name}.json" for name in ("train", "val", "test")]
     if not all(p.is_file() for p in files):
