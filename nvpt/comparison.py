@@ -95,14 +95,24 @@ def plan_comparison(config: str | Path, overrides: list[str], methods: list[str]
     return jobs
 
 
+def run_job(job: Job, head: str, config: str | Path, log: Callable[[str], None]) -> None:
+    """Train a planned run, or resume it (job.action train / resume), logging under `head`."""
+    from nvpt.pipeline import run_training  # timm and the engine: only once a plan holds
+
+    log(f"{head} {'resuming' if job.action == 'resume' else 'training'} {job.run_dir}")
+    if job.action == "resume":
+        job.cfg.train["resume"] = str(job.run_dir)
+    start = time.time()
+    run_training(job.cfg, config_path=config, log=lambda msg: log(textwrap.indent(msg, "    ")))
+    log(f"{head} done in {time.time() - start:.0f} s")
+
+
 def run_comparison(config: str | Path, overrides: list[str], methods: list[str], seeds: int,
                    reference: str = "vpt_deep", reuse: bool = True, out: str | Path | None = None,
                    log: Callable[[str], None] = print) -> dict:
     """Train, resume or collect every run, then write and return the comparison (compare_runs' dict)."""
     check_methods(methods, reference, seeds, overrides)
     jobs = plan_comparison(config, overrides, methods, seeds, reuse)
-    from nvpt.pipeline import run_training  # timm and the engine: only once the plan holds
-
     labels = list(dict.fromkeys(job.method for job in jobs))
     results: dict[str, list[dict]] = {m: [] for m in labels}
     for i, job in enumerate(jobs, 1):
@@ -110,12 +120,7 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
         if job.action == "reuse":
             log(f"{head} reused {job.run_dir}")
         else:
-            log(f"{head} {'resuming' if job.action == 'resume' else 'training'} {job.run_dir}")
-            if job.action == "resume":
-                job.cfg.train["resume"] = str(job.run_dir)
-            start = time.time()
-            run_training(job.cfg, config_path=config, log=lambda msg: log(textwrap.indent(msg, "    ")))
-            log(f"{head} done in {time.time() - start:.0f} s")
+            run_job(job, head, config, log)
         try:
             results[job.method].append(json.loads((job.run_dir / "results.json").read_text()))
         except (OSError, ValueError) as exc:

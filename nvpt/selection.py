@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import copy
 import json
-import textwrap
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import yaml
 
-from nvpt.comparison import Job, check_methods, plan_comparison, run_comparison
+from nvpt.comparison import Job, check_methods, plan_comparison, run_comparison, run_job
 from nvpt.config import Config, load_config
 from nvpt.cost import Assumptions, run_cost
 from nvpt.engine.checkpoint import atomic_write_text
@@ -191,18 +189,10 @@ def plan_markdown(plans: list[TaskPlan], methods: list[str], lrs, wds, assume: A
 
 
 def run_grid(jobs: list[Job], config: Path, log: Callable[[str], None]) -> None:
-    from nvpt.pipeline import run_training  # timm and the engine: only once the plan holds
-
     for i, job in enumerate(jobs, 1):
-        head = f"[grid {i}/{len(jobs)}] {job.method} {_point_name(job.cfg.train.base_lr, job.cfg.train.weight_decay)}"
-        if job.action == "reuse":
-            continue
-        log(f"{head} {'resuming' if job.action == 'resume' else 'training'} {job.run_dir}")
-        if job.action == "resume":
-            job.cfg.train["resume"] = str(job.run_dir)
-        start = time.time()
-        run_training(job.cfg, config_path=config, log=lambda msg: log(textwrap.indent(msg, "    ")))
-        log(f"{head} done in {time.time() - start:.0f} s")
+        if job.action != "reuse":
+            point = _point_name(job.cfg.train.base_lr, job.cfg.train.weight_decay)
+            run_job(job, f"[grid {i}/{len(jobs)}] {job.method} {point}", config, log)
 
 
 def run_task(task: str, config: Path, methods: list[str], seeds: int, overrides: list[str], out: Path,

@@ -201,7 +201,7 @@ def test_benchmark_end_to_end_chooses_on_val_and_writes_the_tables(data_root, tm
     per_seed_gain = [sum(comps[t]["gain"]["linear"]["clean"]["values"][s] for t in ("dtd", "eurosat", "kitti")) / 3
                      for s in (0, 1)]
     assert float(gain["gain"]) == pytest.approx(sum(per_seed_gain) / 2) and gain["gain_ci95_low"] != ""
-    assert f"| linear | clean | " in md and "## Hyper-parameters chosen on the validation split" in md
+    assert "| linear | clean | " in md and "## Hyper-parameters chosen on the validation split" in md
     assert f"| kitti | {selection['linear']['base_lr']:g} / 0 ({selection['linear']['val']:.1f})" in md
     assert (out / "benchmark.png").stat().st_size > 0 and (out / "benchmark.pdf").is_file()
 
