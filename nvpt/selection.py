@@ -31,6 +31,7 @@ from nvpt.cost import Assumptions, run_cost
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.plan import epochs_done, plan_run
 from nvpt.errors import NVPTError
+from nvpt.robustness.report import write_json
 from nvpt.suites import CONFIGS, choose, grid, group_of, suite
 
 # the grid's runs: protocol tune, scored on the validation split only, no corrupted sets
@@ -210,6 +211,8 @@ def run_task(task: str, config: Path, methods: list[str], seeds: int, overrides:
     variants = [str(out / task / f"{m}.yaml") for m in methods]
     comp = run_comparison(config, [*overrides, f"output_dir={out}"], variants, seeds, reference, True,
                           out / f"compare-{task}", log)
+    saved = out / f"compare-{task}" / "comparison.json"  # the chosen values go into the task's results too
+    write_json({**json.loads(saved.read_text()), "selection": selection}, saved)
     return {**comp, "selection": selection}
 
 

@@ -73,8 +73,9 @@ FGVC = {
 }
 
 BENCHMARKS = ("vtab", "fgvc", "all")
-# The VPT reference's grids (tune_vtab.py / tune_fgvc.py): prompt methods and the linear probe search the
-# same base learning rates; full fine-tuning (AdamW, configs/recipes/full.yaml) its own smaller ones.
+# The VPT reference's prompt grid (tune_vtab.py / tune_fgvc.py: base_lr x weight_decay, lr = base_lr x batch / 256);
+# here the linear probe searches the same base learning rates, and full fine-tuning (AdamW,
+# configs/recipes/full.yaml) smaller ones around its recipe's 5e-4. --grid-lrs / --grid-wds replace them.
 PROMPT_LRS = (5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05)
 FULL_LRS = (0.005, 0.001, 0.0005, 0.0001)
 WEIGHT_DECAYS = (0.01, 0.001, 0.0001, 0.0)

@@ -174,8 +174,9 @@ def plot_tables(data: dict, methods: list[str], base: Path) -> list[Path]:
             stats = [data["accuracy"][key][m][c] for c in cols]
             xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(cols))]
             means = [s["mean"] if s else math.nan for s in stats]
-            errors = [[(s["mean"] - s["ci95_low"]) if s and s["ci95_low"] is not None else 0 for s in stats],
-                      [(s["ci95_high"] - s["mean"]) if s and s["ci95_high"] is not None else 0 for s in stats]]
+            # a t-interval over few seeds can pass 0 or 100: the bars show only what accuracy can be
+            errors = [[(s["mean"] - max(s["ci95_low"], 0.0)) if s and s["ci95_low"] is not None else 0 for s in stats],
+                      [(min(s["ci95_high"], 100.0) - s["mean"]) if s and s["ci95_high"] is not None else 0 for s in stats]]
             ax.bar(xs, means, width, yerr=errors, capsize=2, label=m)
         ax.set_xticks(range(len(cols)), cols, rotation=20, ha="right")
         ax.set_ylabel(f"top-1 (%), {name}")
@@ -199,6 +200,6 @@ def write_tables(comps: dict[str, dict], selections: dict[str, dict], methods: l
             f"then seeds {', '.join(map(str, data['seeds']))} trained with them (train800val200; FGVC: train.json) and "
             "were tested once. Per-task tables with every set: `compare-<task>/comparison.md`.", ""]
     md, table_csv = base.with_suffix(".md"), base.with_suffix(".csv")
-    atomic_write_text(md, "\n".join(head) + tables_markdown(data, selections, methods, reference))
+    atomic_write_text(md, "\n".join(head) + "\n" + tables_markdown(data, selections, methods, reference))
     atomic_write_text(table_csv, tables_csv(data, selections, methods))
     return [md, table_csv, *plot_tables(data, methods, base)]

@@ -174,6 +174,7 @@ def test_benchmark_end_to_end_chooses_on_val_and_writes_the_tables(data_root, tm
     assert "| dtd | Natural | 0 / 4 | — | 0 / 4 |" in first
 
     selection = json.loads((out / "kitti" / "selection.json").read_text())
+    assert json.loads((out / "compare-kitti" / "comparison.json").read_text())["selection"] == selection
     for method, chosen in selection.items():
         vals = {(r["base_lr"], r["weight_decay"]): r["val"] for r in chosen["grid"]}
         assert len(vals) == 2 and chosen["val"] == max(vals.values())
