@@ -1,7 +1,8 @@
 # make demo   - offline demo: Spike-NVPT vs VPT-deep on real textures, clean and noisy (~10 min on 2 cores)
 # make test   - the test suite (CPU, offline)
 # make gpu    - on a CUDA machine, the CuPy that matches torch's CUDA (make paper runs it first; no-op on CPU)
-# make paper  - the paper's experiment on DTD and the VTAB-1k natural tasks (GPU, internet; resumable)
+# make paper  - the paper's experiment on DTD and the VTAB-1k natural tasks (GPU, internet; resumable);
+#              make paper BENCHMARK=vtab|fgvc|all: VTAB-1k's 19 tasks and / or the 5 FGVC sets
 # All create .venv and install the pinned packages first.
 PY ?= python3
 VENV := .venv
@@ -41,8 +42,9 @@ pretrain: $(STAMP)
 # Spike-NVPT, VPT-deep, linear, full x 6 tasks x 3 seeds; prints the plan and its estimated GPU time first,
 # reuses finished runs and resumes unfinished ones (runs/paper). Downloads data (torchvision) and weights (timm).
 # Installs the matching CuPy first on a CUDA machine (make gpu). Pass options through ARGS, e.g. make paper ARGS="--estimate-only" or ARGS="data.num_workers=12".
+# make paper BENCHMARK=vtab|fgvc|all: the benchmark, each task's lr x wd chosen on val first (docs/datasets.md).
 paper: $(GPU_STAMP)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python tools/reproduce_paper.py $(ARGS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python tools/reproduce_paper.py $(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(ARGS)
 
 # ViT-B/16 (configs/dtd.yaml, random weights: speed does not depend on them), ~12 min on one core
 benchmark: $(STAMP)

@@ -104,6 +104,18 @@ def read_run_results(run_dir: Path) -> dict:
     return read_summary(path, f"delete {path} and rerun: the run resumes from its checkpoint and is evaluated again")
 
 
+def run_job(job: Job, head: str, config: str | Path, log: Callable[[str], None]) -> None:
+    """Train a planned run, or resume it (job.action train / resume), logging under `head`."""
+    from nvpt.pipeline import run_training  # timm and the engine: only once a plan holds
+
+    log(f"{head} {'resuming' if job.action == 'resume' else 'training'} {job.run_dir}")
+    if job.action == "resume":
+        job.cfg.train["resume"] = str(job.run_dir)
+    start = time.time()
+    run_training(job.cfg, config_path=config, log=lambda msg: log(textwrap.indent(msg, "    ")))
+    log(f"{head} done in {time.time() - start:.0f} s")
+
+
 def run_comparison(config: str | Path, overrides: list[str], methods: list[str], seeds: int,
                    reference: str = "vpt_deep", reuse: bool = True, out: str | Path | None = None,
                    log: Callable[[str], None] = print) -> dict:
@@ -115,8 +127,6 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
     for job in jobs:  # a finished run's results.json is checked before any training
         if job.action == "reuse":
             read_run_results(job.run_dir)
-    from nvpt.pipeline import run_training  # timm and the engine: only once the plan holds
-
     labels = list(dict.fromkeys(job.method for job in jobs))
     results: dict[str, list[dict]] = {m: [] for m in labels}
     for i, job in enumerate(jobs, 1):
@@ -124,12 +134,7 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
         if job.action == "reuse":
             log(f"{head} reused {job.run_dir}")
         else:
-            log(f"{head} {'resuming' if job.action == 'resume' else 'training'} {job.run_dir}")
-            if job.action == "resume":
-                job.cfg.train["resume"] = str(job.run_dir)
-            start = time.time()
-            run_training(job.cfg, config_path=config, log=lambda msg: log(textwrap.indent(msg, "    ")))
-            log(f"{head} done in {time.time() - start:.0f} s")
+            run_job(job, head, config, log)
         results[job.method].append(read_run_results(job.run_dir))
 
     comp = compare_runs(results, reference=reference)

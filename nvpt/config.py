@@ -25,7 +25,7 @@ from nvpt.errors import NVPTError
 METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full")
 # the VTAB-1k natural tasks that torchvision downloads (besides dtd); nvpt/data/torchvision_tasks.py
 TORCHVISION_TASKS = ("cifar100", "caltech101", "oxford_flowers102", "oxford_iiit_pet", "svhn")
-DATASETS = ("dtd", *TORCHVISION_TASKS, "vtab", "image_folder", "textures", "fashion_mnist", "synthetic")
+DATASETS = ("dtd", *TORCHVISION_TASKS, "vtab", "fgvc", "image_folder", "textures", "fashion_mnist", "synthetic")
 SYNTHETIC_FAMILIES = ("dead_leaves", "spectral", "sinusoids", "gabor", "fractal")
 # The 19 corruptions of ImageNet-C / CIFAR-10-C, grouped by family (nvpt.robustness.corruptions.FAMILIES):
 # noise, blur, weather, digital; each family's ImageNet-C "extra" corruption comes last in it.
@@ -96,12 +96,12 @@ SCHEMA: dict[str, Key] = {
 
     "data.name": _k("dtd", "str", "dataset", choices=DATASETS),
     "data.root": _k("data", "str", "folder holding the dataset (see README: Datasets)"),
-    "data.task": _k(None, "str", "vtab: task folder under data.root (e.g. dtd, cifar100)", nullable=True),
-    "data.protocol": _k("final", "str", "vtab, dtd and the torchvision tasks: tune = train on 800, validate on 200; final = train on all 1,000, no validation", choices=("tune", "final")),
+    "data.task": _k(None, "str", "vtab: task folder under data.root (one of the 19 of nvpt/suites.py, e.g. dtd, cifar); fgvc: cub, nabirds, oxford_flowers, stanford_dogs or stanford_cars", nullable=True),
+    "data.protocol": _k("final", "str", "vtab, dtd and the torchvision tasks: tune = train on 800, validate on 200; final = train on all 1,000, no validation. fgvc: tune = train.json + val.json; final = train.json, no validation", choices=("tune", "final")),
     "data.vtab1k": _k(True, "bool", "dtd and the torchvision tasks: VTAB-1k, 800 + 200 images drawn from the official splits with data.split_seed; false: the full official splits"),
-    "data.split_seed": _k(0, "int", "seed of the VTAB-1k 800/200 draw (and of Caltech-101's 30-per-class training split): fixed across training seeds, as the released lists are", min=0),
+    "data.split_seed": _k(0, "int", "seed of the VTAB-1k 800/200 draw (and of Caltech-101's 30-per-class training split, of the splits that data.download builds for vtab and fgvc): fixed across training seeds, as the released lists are", min=0),
     "data.partition": _k(1, "int", "dtd: official partition 1..10", min=1, max=10),
-    "data.download": _k(False, "bool", "dtd, the torchvision tasks, fashion_mnist: download through torchvision when missing (needs internet)"),
+    "data.download": _k(False, "bool", "dtd, the torchvision tasks, fashion_mnist: download through torchvision when missing (needs internet); vtab: build a missing task folder's lists from torchvision's download where it has the source (docs/datasets.md); fgvc: write the split files of Oxford Flowers (downloaded) and Stanford Cars (torchvision's layout)"),
     "data.transform": _k("vtab", "str", "vtab: resize to the model size; fgvc: random resized crop + flip for training", choices=("vtab", "fgvc")),
     "data.mean": _k(None, "float_list", "normalisation mean; null: the backbone's timm pretrained config", nullable=True),
     "data.std": _k(None, "float_list", "normalisation std; null: the backbone's timm pretrained config", nullable=True),
@@ -326,6 +326,9 @@ def _check_relations(cfg: Config) -> None:
         raise NVPTError("config keys spike.init_low/init_high: init_high must be >= init_low")
     if cfg.data.name == "vtab" and not cfg.data.task:
         raise NVPTError("config key 'data.task' must name the VTAB task folder when data.name=vtab (e.g. data.task=dtd)")
+    if cfg.data.name == "fgvc" and not cfg.data.task:
+        raise NVPTError("config key 'data.task' must name the FGVC data set when data.name=fgvc (cub, nabirds, "
+                        "oxford_flowers, stanford_dogs or stanford_cars)")
     if (cfg.data.mean is None) != (cfg.data.std is None):
         raise NVPTError("config keys data.mean and data.std must be given together (or both null)")
     if cfg.data.mean is not None and len(cfg.data.mean) != len(cfg.data.std):

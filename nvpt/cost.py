@@ -22,12 +22,14 @@ tools/gpu_check.sh has measured an H200):
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from nvpt.suites import FGVC, VTAB, VTAB_TRAIN, VTAB_VAL
 from nvpt.config import TORCHVISION_TASKS, Config
 from nvpt.data import dtd, vtab1k
 from nvpt.data.torchvision_tasks import TASKS
@@ -110,15 +112,35 @@ def image_counts(cfg: Config) -> tuple[int, int, int]:
     elif d.name == "vtab":
         task = Path(d.root) / d.task
         lists = {name: task / f"{name}.txt" for name in ("train800", "val200", "test")}
-        if not all(p.is_file() for p in lists.values()):
+        if all(p.is_file() for p in lists.values()):
+            train, val, test = (sum(1 for line in p.read_text().splitlines() if line.strip()) for p in lists.values())
+        elif d.task in VTAB:  # not placed yet: VTAB-1k's sizes
+            train, val, test = VTAB_TRAIN, VTAB_VAL, VTAB[d.task].test_size
+        else:
             raise NVPTError(f"cost: the VTAB-1k lists of {task} are not there to count; place the task folder first")
-        train, val, test = (sum(1 for line in p.read_text().splitlines() if line.strip()) for p in lists.values())
+    elif d.name == "fgvc":
+        train, val, test = fgvc_sizes(d)
     else:
-        raise NVPTError(f"cost: no split sizes known for data.name={d.name}; estimates cover dtd, vtab and "
+        raise NVPTError(f"cost: no split sizes known for data.name={d.name}; estimates cover dtd, vtab, fgvc and "
                         f"{', '.join(TORCHVISION_TASKS)}")
     if d.protocol == "final":
-        return train + val, 0, test
+        return train + (0 if d.name == "fgvc" else val), 0, test  # fgvc's final runs train on train.json alone
     return train, val, test
+
+
+def fgvc_sizes(d) -> tuple[int, int, int]:
+    """(train, val, test) images of an FGVC data set: its split files when placed, else the reference's sizes."""
+    info = FGVC.get(d.task)
+    if info is None:
+        raise NVPTError(f"cost: unknown fgvc data.task {d.task!r}; use one of {', '.join(FGVC)}")
+    folder = Path(d.root) / info.folder
+    files = [folder / f"{name}.json" for name in ("train", "val", "test")]
+    if not all(p.is_file() for p in files):
+        return info.sizes
+    try:
+        return tuple(len(json.loads(p.read_text())) for p in files)
+    except ValueError as exc:
+        raise NVPTError(f"cost: cannot read the split files in {folder} ({exc}); restore them") from None
 
 
 def run_cost(cfg: Config, epochs_left: int, assume: Assumptions = Assumptions()) -> RunCost:
@@ -134,5 +156,6 @@ def run_cost(cfg: Config, epochs_left: int, assume: Assumptions = Assumptions())
         return max(images * forwards * flops / gpu_rate, images * loader)
 
     epoch = phase(train, STEP_FORWARDS[cfg.prompt.method]) + phase(val, 1.0) + assume.epoch_s
-    seconds = epochs_left * epoch + phase(test * sets, 1.0)
+    evaluated = val if cfg.eval.split == "val" else test  # the final evaluation's split
+    seconds = epochs_left * epoch + phase(evaluated * sets, 1.0)
     return RunCost(train, val, test, sets, epochs_left, flops / 1e9, seconds)

@@ -464,21 +464,3 @@ def test_fashion_mnist_corrupt_files(fmnist_root):
     with gzip.open(labels, "wb") as f:
         f.write(bytes([0, 0, 8, 1, 0, 0, 0, 20, 1, 2]))  # claims 20 labels, holds 2
     raises([labels, "truncated"], lambda: fmnist(fmnist_root))
-
-
-# ---------------------------------------------------------------- configs/vtab
-
-VTAB_CLASSES = {"cifar100": 100, "caltech101": 102, "dtd": 47, "oxford_flowers102": 102,
-                "oxford_iiit_pet": 37, "svhn": 10, "sun397": 397}
-
-
-def test_vtab_configs(tmp_path):
-    configs = Path(__file__).resolve().parents[1] / "configs"
-    (tmp_path / "vtab").mkdir()
-    (tmp_path / "base.yaml").write_text("")  # checks the task files alone, whatever base.yaml holds
-    for name, classes in VTAB_CLASSES.items():
-        (tmp_path / "vtab" / f"{name}.yaml").write_text((configs / "vtab" / f"{name}.yaml").read_text())
-        for root in {tmp_path, configs} if (configs / "base.yaml").is_file() else {tmp_path}:
-            c = load_config(root / "vtab" / f"{name}.yaml")
-            assert (c.data.name, c.data.root, c.model.num_classes) == ("vtab", "data/vtab-1k", classes)
-            assert c.data.task == ("cifar" if name == "cifar100" else name)
