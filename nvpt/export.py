@@ -35,6 +35,7 @@ from nvpt.engine.checkpoint import atomic_write, read_safetensors
 from nvpt.engine.restore import load_run, locate, rebuild_model
 from nvpt.errors import NVPTError
 from nvpt.models import PromptedViT
+from nvpt.models.backbone import classifier_keys
 from nvpt.models.binary_prompts import decode_binary, factor_shape, prompt_bits
 
 FORMAT = "nvpt-packed-prompts-1"
@@ -58,7 +59,7 @@ def _sha256(tensors: dict[str, torch.Tensor]) -> str:
 
 def backbone_sha256(model: PromptedViT) -> str:
     """Fingerprint of the frozen backbone (classifier excluded: it is exported)."""
-    head = {f"head.{n}" for n, _ in model.backbone.get_classifier().named_parameters()}
+    head = classifier_keys(model.backbone)
     return _sha256({k: v for k, v in model.backbone.state_dict().items() if k not in head})
 
 

@@ -69,6 +69,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def classifier_keys(model: VisionTransformer | SwinTransformer) -> set[str]:
+    """state_dict keys of the classifier (ViT: head.weight, head.bias; Swin: head.fc.weight, head.fc.bias)."""
+    classifier = model.get_classifier()
+    prefix = next(name for name, module in model.named_modules() if module is classifier)
+    return {f"{prefix}.{n}" for n, _ in classifier.named_parameters()}
+
+
 def load_backbone_file(model: VisionTransformer | SwinTransformer, path: str | Path) -> None:
     """Load a local backbone checkpoint; the classifier is kept only when its shape fits.
 
@@ -78,7 +85,7 @@ def load_backbone_file(model: VisionTransformer | SwinTransformer, path: str | P
     """
     state = next(f for cls, f in SUPPORTED.items() if isinstance(model, cls))(read_state_dict(path), model)
     own = model.state_dict()
-    head_keys = {f"head.{n}" for n, _ in model.get_classifier().named_parameters()}
+    head_keys = classifier_keys(model)
     state = {k: v for k, v in state.items() if not (k in head_keys and own.get(k) is not None and own[k].shape != v.shape)}
     wrong_shape = [f"{k} {tuple(v.shape)}!={tuple(own[k].shape)}" for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = sorted(set(own) - set(state) - head_keys)
