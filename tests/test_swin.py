@@ -307,3 +307,28 @@ def test_training_resumes_exactly_and_exports_bit_packed(tmp_path, monkeypatch):
     images = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(packed(images), reference(images))
+
+
+def test_swin_b_configs_change_only_the_model():
+    """configs/swin/**: the task's own config (data, recipe, method) with Swin-B; built on the meta device (shapes
+    only), deep prompts are 94 rows of 128 (2 + 2*2 + 18*4 + 2*8). Task configs still missing here are skipped."""
+    from pathlib import Path
+
+    from nvpt.config import load_config
+
+    root = Path(__file__).resolve().parent.parent / "configs"
+    pairs = [(root / "swin" / "dtd.yaml", root / "dtd.yaml")]
+    pairs += [(path, root / "vtab" / path.name) for path in sorted((root / "swin" / "vtab").glob("*.yaml"))]
+    present = [(swin_path, base) for swin_path, base in pairs if base.is_file()]
+    assert len(pairs) == 20 and len(present) >= 6
+    for swin_path, base in present:
+        cfg, vit = load_config(swin_path), load_config(base)
+        assert cfg.model.name == "swin_base_patch4_window7_224.ms_in22k" and cfg.model.kwargs is None
+        for section in ("data", "prompt", "spike", "train", "eval"):
+            assert cfg[section] == vit[section], f"{swin_path.name}: {section} differs from {base.name}"
+        assert cfg.model.num_classes == vit.model.num_classes
+    cfg = load_config(root / "swin" / "dtd.yaml", ["model.pretrained=false", "prompt.method=vpt_deep"])
+    with torch.device("meta"):
+        model = build_model(cfg)
+    assert isinstance(model, PromptedSwin) and tuple(model.prompts.shape) == (94, cfg.prompt.length, 128)
+    assert [len(s.blocks) for s in model.backbone.layers] == [2, 2, 18, 2]
