@@ -332,3 +332,17 @@ def test_swin_b_configs_change_only_the_model():
         model = build_model(cfg)
     assert isinstance(model, PromptedSwin) and tuple(model.prompts.shape) == (94, cfg.prompt.length, 128)
     assert [len(s.blocks) for s in model.backbone.layers] == [2, 2, 18, 2]
+
+
+def test_swin_b_forward_flops():
+    """The cost estimate's count for Swin-B at 224 px: 15.4 GMACs in the Swin paper (Liu et al. 2021, Table 1);
+    10 prompts in each of the 16 to 64 windows of every block add about 11 %."""
+    from pathlib import Path
+
+    from nvpt.config import load_config
+    from nvpt.cost import forward_flops
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "swin" / "dtd.yaml"
+    plain = forward_flops(load_config(config, ["prompt.method=linear"]))
+    assert 2 * 15.3e9 < plain < 2 * 15.5e9
+    assert 1.05 * plain < forward_flops(load_config(config, ["prompt.method=vpt_deep"])) < 1.2 * plain
