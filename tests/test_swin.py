@@ -267,42 +267,24 @@ def test_pretrained_file_for_swin(tmp_path):
             assert torch.equal(own[key], value), key
 
 
-def test_training_resumes_exactly_and_exports_bit_packed(tmp_path, monkeypatch):
-    """A real spike_nvpt run on a 16 px Swin (8x8 grid in 2x2 windows, then 4x4): cut in epoch 1 and resumed, it
-    repeats the uninterrupted run exactly; its bit-packed prompts rebuild the deployed model exactly."""
-    from nvpt.engine import run as run_module
+def test_trained_run_exports_bit_packed_exactly(tmp_path):
+    """A real spike_nvpt run on a 16 px Swin (8x8 grid in 2x2 windows, then 4x4): its bit-packed [R, P, G] prompts
+    rebuild the deployed model exactly. (Its exact resume: tests/test_engine.py::test_resume_continues_exactly.)"""
     from nvpt.engine.restore import load_run
     from nvpt.export import export_packed, load_packed
     from nvpt.pipeline import run_training
 
-    args = [*SWIN[:1], "model.kwargs={patch_size: 2, window_size: 2, embed_dim: 16, depths: [1, 2], num_heads: [1, 2]}",
-            "model.img_size=16", "prompt.method=spike_nvpt", "prompt.dropout=0.2", "data.name=textures",
-            "data.crop_size=16", "data.train_per_class=2", "data.test_per_class=2", "data.val_fraction=0.5",
-            "data.num_workers=0", "data.batch_size=8", "model.num_classes=null", "train.epochs=2", "train.warmup_epochs=1",
-            "eval.gaussian_std=[0.2]", "eval.corruptions=[gaussian_noise]", "eval.severities=[3]", "train.threads=1"]
-    full = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=full"), log=lambda m: None, show_progress=False)
-    assert set(full.summary["sets"]) == {"gaussian@0.2", "gaussian_noise@3"}  # the corruption evaluation ran
-    real_epoch = run_module.train_one_epoch
-
-    def dies_in_epoch_one(*a, **kw):
-        if a[6] == 1:  # the epoch argument
-            raise KeyboardInterrupt
-        return real_epoch(*a, **kw)
-
-    monkeypatch.setattr(run_module, "train_one_epoch", dies_in_epoch_one)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=cut"), log=lambda m: None, show_progress=False)
-    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
-    resumed = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", f"train.resume={tmp_path / 'cut'}"),
-                           log=lambda m: None, show_progress=False)
-    timeless = [[{k: v for k, v in line.items() if k != "epoch_time_s"} for line in r.history] for r in (full, resumed)]
-    assert timeless[0] == timeless[1]
-    assert resumed.summary["sets"] == full.summary["sets"]
-
-    info = export_packed(full.run_dir)
+    cfg = tiny_cfg(*SWIN[:1], "model.kwargs={patch_size: 2, window_size: 2, embed_dim: 16, depths: [1, 2], num_heads: [1, 2]}",
+                   "model.img_size=16", "prompt.method=spike_nvpt", "data.name=textures", "data.crop_size=16",
+                   "data.train_per_class=2", "data.test_per_class=2", "data.val_fraction=0.5", "data.num_workers=0",
+                   "model.num_classes=null", "train.epochs=1", "train.warmup_epochs=0", "eval.gaussian_std=[0.2]",
+                   "train.threads=1", f"output_dir={tmp_path}")
+    run = run_training(cfg, log=lambda m: None, show_progress=False)
+    info = export_packed(run.run_dir)
     packed = load_packed(info.path)
-    reference = load_run(full.run_dir).model.deploy()
+    reference = load_run(run.run_dir).model.deploy()
     assert tuple(packed.prompts.shape) == (1 + 2 + 2, 4, 16)  # [R, P, G]
+    assert info.sizes["bits_bytes"] == (5 * 4 * 16) // 8  # 1 bit per prompt element
     assert torch.equal(packed.prompts.tokens, reference.prompts.tokens)
     images = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
