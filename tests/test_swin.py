@@ -1,4 +1,5 @@
 """Prompts on timm's Swin Transformer (nvpt.models.prompted_swin) against a written-out VPT-Swin forward."""
+import copy
 import math
 
 import pytest
@@ -246,6 +247,8 @@ def test_deploy_is_exact():
     assert torch.equal(binary, binary.round()) and set(binary.unique().tolist()) == {0.0, 1.0}  # scale * b
     assert type(model.prompts).__name__ == "StaticPrompts" and torch.equal(model.prompts.tokens, tokens)
     assert torch.equal(after, before)  # identical, not merely close
+    with torch.no_grad():
+        assert torch.equal(copy.deepcopy(model)(IMAGES), after)  # the copy's hooks serve the copy's prompts
 
 
 def test_unsupported_families_are_refused_in_one_line():
@@ -328,3 +331,8 @@ def test_swin_b_forward_flops():
     plain = forward_flops(load_config(config, ["prompt.method=linear"]))
     assert 2 * 15.3e9 < plain < 2 * 15.5e9
     assert 1.05 * plain < forward_flops(load_config(config, ["prompt.method=vpt_deep"])) < 1.2 * plain
+
+
+def test_misspelt_swin_name_gets_a_suggestion():
+    with pytest.raises(NVPTError, match="unknown timm model 'swin_base_patch4_window7_24'.*did you mean: swin_base_patch4_window7_224"):
+        build_model(tiny_cfg("model.name=swin_base_patch4_window7_24"))

@@ -21,8 +21,8 @@ def _check_model_name(name: str) -> None:
     arch = name.split(".")[0]
     if timm.is_model(name) or timm.is_model(arch):
         return
-    close = difflib.get_close_matches(arch, timm.list_models("vit_*"), n=3, cutoff=0.6)
-    hint = f"; did you mean: {', '.join(close)}?" if close else " (see timm.list_models('vit_*'))"
+    close = difflib.get_close_matches(arch, timm.list_models(["vit_*", "swin_*"]), n=3, cutoff=0.6)
+    hint = f"; did you mean: {', '.join(close)}?" if close else " (see timm.list_models('vit_*') and 'swin_*')"
     raise NVPTError(f"unknown timm model '{name}' in model.name{hint}")
 
 
