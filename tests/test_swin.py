@@ -255,6 +255,8 @@ def test_unsupported_families_are_refused_in_one_line():
     for name in ("resnet18", "swinv2_tiny_window8_256"):
         with pytest.raises(NVPTError, match=r"not a timm VisionTransformer or SwinTransformer; pick a vit_\* .* or swin_\* model"):
             build_model(tiny_cfg(f"model.name={name}", "model.kwargs=null", "model.img_size=null"))
+    with pytest.raises(NVPTError, match=r"'resnet18' is a timm 'resnet' model, not a timm VisionTransformer"):
+        build_model(tiny_cfg("model.name=resnet18", "model.kwargs=null"))  # ViT arguments (img_size) a ResNet rejects
 
 
 def test_pretrained_file_for_swin(tmp_path):

@@ -34,6 +34,7 @@ POSITIVE_SIZES = {"patch_size": "patch side in pixels, e.g. 16", "embed_dim": "t
 # The timm families the prompts attach to (nvpt.models.prompted_vit / prompted_swin); docs/method.md says which
 # others would be easy. Each maps to timm's own checkpoint filter (original key names -> timm's, resampling).
 SUPPORTED = {VisionTransformer: checkpoint_filter_fn, SwinTransformer: swin_transformer.checkpoint_filter_fn}
+FAMILY_MODULES = ("vision_transformer", "vision_transformer_hybrid", "deit", "swin_transformer")  # timm modules building them
 
 
 def _check_sizes(kwargs: dict) -> None:
@@ -44,6 +45,11 @@ def _check_sizes(kwargs: dict) -> None:
         parts = value if isinstance(value, (list, tuple)) else [value]
         if not parts or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in parts):
             raise NVPTError(f"model.kwargs {key}={value!r} must be a positive integer ({meaning})")
+
+
+def _family_error(name: str, what: str) -> str:
+    return (f"model.name '{name}' is {what}, not a timm VisionTransformer or SwinTransformer; "
+            "pick a vit_* (deit_*, ...) or swin_* model (docs/method.md names the families that would be easy to add)")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -127,6 +133,9 @@ def create_backbone(cfg) -> VisionTransformer | SwinTransformer:
     except NVPTError:
         raise
     except (TypeError, ValueError, AssertionError) as exc:
+        module = timm.models.model_entrypoint(m.name.split(".")[0]).__module__.rsplit(".", 1)[-1]
+        if module not in FAMILY_MODULES:  # e.g. a ResNet given ViT arguments: say what is supported instead
+            raise NVPTError(_family_error(m.name, f"a timm '{module}' model")) from None
         raise NVPTError(f"timm cannot build '{m.name}' with {kwargs}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     except Exception as exc:
         if not use_hub:  # nothing was downloaded: timm rejected the arguments (negative sizes, patch 0, ...)
@@ -138,8 +147,7 @@ def create_backbone(cfg) -> VisionTransformer | SwinTransformer:
             "internet pass model.pretrained_file=/path/to/weights.safetensors (or model.pretrained=false for random init)"
         ) from None
     if not isinstance(model, tuple(SUPPORTED)):
-        raise NVPTError(f"model.name '{m.name}' is a {type(model).__name__}, not a timm VisionTransformer or "
-                        "SwinTransformer; pick a vit_* (deit_*, ...) or swin_* model")
+        raise NVPTError(_family_error(m.name, f"a {type(model).__name__}"))
     if isinstance(model, SwinTransformer):
         if not len(model.layers) or any(len(stage.blocks) == 0 for stage in model.layers):
             raise NVPTError(f"model '{m.name}' with {kwargs} has a stage of depth 0: every Swin stage needs a block")
