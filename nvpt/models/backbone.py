@@ -86,8 +86,8 @@ def load_backbone_file(model: VisionTransformer | SwinTransformer, path: str | P
     """Load a local backbone checkpoint; the classifier is kept only when its shape fits.
 
     timm's own filter of the family converts original/JAX key names and resamples the position
-    embedding (ViT) or the relative position tables (Swin) when the sizes differ. Anything else that does not fit is an error
-    that lists the mismatched keys.
+    embedding (ViT) or the relative position tables (Swin) when the sizes differ. Anything else
+    that does not fit is an error that lists the mismatched keys.
     """
     state = next(f for cls, f in SUPPORTED.items() if isinstance(model, cls))(read_state_dict(path), model)
     own = model.state_dict()
