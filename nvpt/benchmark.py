@@ -232,6 +232,9 @@ def build_models(args, device: torch.device) -> dict:
     vpt_cfg = load_cfg(args.config, args.overrides, args.weights, [f"prompt.method={vpt_method}"])
     torch.manual_seed(spike_cfg.seed)
     spike = build_model(spike_cfg).to(device)
+    if not hasattr(spike.backbone, "blocks"):  # the targets and the blocks-only diagnostic count ViT tokens
+        raise NVPTError(f"the benchmark measures ViT backbones; '{spike_cfg.model.name}' is a "
+                        f"{type(spike.backbone).__name__} (pass a vit_* config)")
     vpt = build_model(vpt_cfg).to(device)
     if tuple(vpt.prompts.shape) != tuple(spike.prompts.shape):
         raise NVPTError(f"prompt shapes differ: {vpt_method} {tuple(vpt.prompts.shape)} vs spike_nvpt {tuple(spike.prompts.shape)}")

@@ -57,7 +57,7 @@ SCHEMA: dict[str, Key] = {
     "output_dir": _k("runs", "str", "folder that holds run folders"),
     "run_name": _k(None, "str", "run folder name; null: <config stem>-<method>-s<seed>", nullable=True),
 
-    "model.name": _k("vit_base_patch16_224.orig_in21k", "str", "any timm VisionTransformer name (with optional .tag)"),
+    "model.name": _k("vit_base_patch16_224.orig_in21k", "str", "any timm VisionTransformer (vit_*, deit_*, ...) or SwinTransformer (swin_*) name, with optional .tag"),
     "model.pretrained": _k(True, "bool", "load the timm hub weights of model.name (needs internet or a warm hub cache)"),
     "model.pretrained_file": _k(None, "str", "local .safetensors/.pth/.bin backbone weights (used instead of the hub)", nullable=True),
     "model.num_classes": _k(None, "int", "classifier outputs; null: taken from the dataset", min=1, nullable=True),

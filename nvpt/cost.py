@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
 from nvpt.suites import FGVC, VTAB, VTAB_TRAIN, VTAB_VAL
@@ -88,6 +90,8 @@ def _body_flops(cfg: Config, prompts: int) -> tuple[float, int]:
     meta_cfg.model.update(pretrained=False, pretrained_file=None, num_classes=1)
     with torch.device("meta"):  # shapes only: no memory, no weights
         model = create_backbone(meta_cfg)
+    if isinstance(model, SwinTransformer):
+        return _swin_body_flops(model, prompts), model.num_features
     tokens = model.num_prefix_tokens + model.patch_embed.num_patches + prompts
     per_token = sum(2 * m.in_features * m.out_features for block in model.blocks for m in block.modules()
                     if isinstance(m, nn.Linear))
@@ -95,6 +99,30 @@ def _body_flops(cfg: Config, prompts: int) -> tuple[float, int]:
     proj = model.patch_embed.proj
     patches = 2 * model.patch_embed.num_patches * proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1] * proj.out_channels
     return float(per_token * tokens + attention + patches), model.embed_dim
+
+
+def _linear_flops(*linears: nn.Linear) -> int:
+    return sum(2 * m.in_features * m.out_features for m in linears)
+
+
+def _swin_body_flops(model: SwinTransformer, prompts: int) -> float:
+    """Swin (nvpt.models.prompted_swin): in every block the qkv and proj of each window's Wh*Ww tokens and the
+    P prompts prepended to it, the attention products within each window, the MLP on the H*W tokens and P
+    prompts; the patch merging of each later stage (its map + P prompts); the patch embedding."""
+    flops = 0
+    for stage in model.layers:
+        if hasattr(stage.downsample, "reduction"):  # PatchMerging (stage 0 has an Identity)
+            h, w = stage.output_resolution
+            flops += _linear_flops(stage.downsample.reduction) * (h * w + prompts)
+        for block in stage.blocks:
+            (h, w), (wh, ww) = block.input_resolution, block.window_size
+            windows, seq = math.ceil(h / wh) * math.ceil(w / ww), wh * ww + prompts  # windows of the padded map
+            flops += windows * seq * _linear_flops(block.attn.qkv, block.attn.proj)
+            flops += windows * 2 * 2 * seq * seq * block.attn.proj.in_features  # q k^T and attn v
+            flops += (h * w + prompts) * _linear_flops(block.mlp.fc1, block.mlp.fc2)
+    proj = model.patch_embed.proj
+    h, w = model.patch_embed.grid_size
+    return float(flops + 2 * h * w * proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1] * proj.out_channels)
 
 
 def image_counts(cfg: Config) -> tuple[int, int, int]:

@@ -35,8 +35,9 @@ from nvpt.engine.checkpoint import tensors_sha256 as _sha256
 from nvpt.engine.restore import load_run, locate, rebuild_model
 from nvpt.errors import NVPTError
 from nvpt.models import PromptedViT
-from nvpt.outputs import check_output
+from nvpt.models.backbone import classifier_keys
 from nvpt.models.binary_prompts import decode_binary, factor_shape, prompt_bits
+from nvpt.outputs import check_output
 
 FORMAT = "nvpt-packed-prompts-1"
 DEFAULT_NAME = "prompts-packed.safetensors"
@@ -50,7 +51,7 @@ class PackedInfo:
 
 def backbone_sha256(model: PromptedViT) -> str:
     """Fingerprint of the frozen backbone (classifier excluded: it is exported)."""
-    head = {f"head.{n}" for n, _ in model.backbone.get_classifier().named_parameters()}
+    head = classifier_keys(model.backbone)
     return _sha256({k: v for k, v in model.backbone.state_dict().items() if k not in head})
 
 

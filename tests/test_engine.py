@@ -110,7 +110,11 @@ def test_short_training_run_learns(tmp_path):
 @pytest.mark.parametrize("recipe", [
     ["prompt.method=spike_nvpt", "prompt.dropout=0.2", "spike.noise_std=0.5"],  # SGD with momentum
     ["prompt.method=full", "train.optimizer=adamw", "train.base_lr=0.002", "train.weight_decay=0.05"],  # the full configs
-], ids=["spike_nvpt-sgd", "full-adamw"])
+    # a 16 px Swin (nvpt.models.prompted_swin): an 8x8 grid in 2x2 windows, then 4x4; corruptions evaluated too
+    ["model.name=swin_tiny_patch4_window7_224", "model.img_size=16", "data.crop_size=16",
+     "model.kwargs={patch_size: 2, window_size: 2, embed_dim: 16, depths: [1, 2], num_heads: [1, 2]}",
+     "prompt.method=spike_nvpt", "prompt.dropout=0.2", "eval.corruptions=[gaussian_noise]", "eval.severities=[3]"],
+], ids=["spike_nvpt-sgd", "full-adamw", "swin-spike_nvpt"])
 def test_resume_continues_exactly(tmp_path, monkeypatch, recipe):
     args = [*TEXTURES, *recipe, "train.epochs=3"]
     full = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=full"), log=quiet, show_progress=False)
