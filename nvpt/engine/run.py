@@ -154,6 +154,7 @@ class Trained:
     history: list[dict]
     images: dict[str, int]  # train / val / test set sizes (val 0: no validation split)
     say: Callable[[str], None]
+    trainable_params: int = 0  # parameters the method trained (counted before deploy() folds any of them)
 
 
 def check_backend(cfg: Config, device: torch.device) -> None:
@@ -219,9 +220,9 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / "config.yaml")
+    trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"run folder {run_dir}: {cfg.prompt.method} on {cfg.data.name} ({len(bundle.train)} train images, "
-        f"{bundle.num_classes} classes), {sum(p.numel() for p in model.parameters() if p.requires_grad):,} "
-        f"trainable parameters, device {device}")
+        f"{bundle.num_classes} classes), {trainable_params:,} trainable parameters, device {device}")
 
     for epoch in range(start_epoch, cfg.train.epochs):
         train_loader.sampler.set_epoch(epoch)
@@ -260,4 +261,4 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
     images = {"train": len(bundle.train), "val": len(bundle.val) if bundle.val else 0, "test": len(bundle.test)}
     eval_loader = val_loader if cfg.eval.split == "val" else test_loader  # val: choices made without the test split
     return Trained(run_dir, model, eval_loader, normalize, device, img_size, use_amp, amp_dtype, best,
-                   history, images, say)
+                   history, images, say, trainable_params)
