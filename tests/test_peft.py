@@ -265,3 +265,22 @@ def test_two_processes_train_what_one_trains(tmp_path):
         m1 = [json.loads(x) for x in (one.run_dir / "metrics.jsonl").read_text().splitlines()]
         m2 = [json.loads(x) for x in (tmp_path / f"{method}-two" / "metrics.jsonl").read_text().splitlines()]
         assert [(a["val_acc"], a["train_acc"]) for a in m1] == [(b["val_acc"], b["train_acc"]) for b in m2]
+
+
+def test_accuracy_robustness_table_and_figure(tmp_path):
+    from nvpt.robustness.compare import compare_runs, parameters_markdown, plot_accuracy_robustness
+    from nvpt.robustness.report import summarize
+
+    def result(seed, clean, noisy):
+        return {**summarize(clean, {"gaussian_noise@1": noisy, "gaussian@0.1": noisy - 2}), "seed": seed}
+
+    comp = compare_runs({"lora": [result(0, 80.0, 60.0), result(1, 82.0, 64.0)],
+                         "vpt_deep": [result(0, 79.0, 50.0), result(1, 81.0, 52.0)]}, reference="vpt_deep")
+    table = parameters_markdown(comp, {"lora": 22676, "vpt_deep": None})
+    assert "| lora | 22,676 | 81.00 ± 1.41" in table and "| vpt_deep | n/a | 80.00 ± 1.41" in table
+    assert "| 61.00 ± 2.83" in table  # lora's mCA per seed: (60 + 58) / 2 = 59, (64 + 62) / 2 = 63
+    written = plot_accuracy_robustness(comp, tmp_path / "ar", {"lora": 22676})
+    assert [p.name for p in written] == ["ar.png", "ar.pdf"] and all(p.stat().st_size > 0 for p in written)
+    clean_only = compare_runs({"lora": [{**summarize(80.0, {}), "seed": 0}]}, reference="lora")
+    with pytest.raises(NVPTError, match="needs corrupted sets"):
+        plot_accuracy_robustness(clean_only, tmp_path / "none")
