@@ -107,32 +107,37 @@ def test_short_training_run_learns(tmp_path):
     assert set(result.summary["sets"]) == {"gaussian@0.2"}
 
 
-@pytest.mark.parametrize("recipe", [
-    ["prompt.method=spike_nvpt", "prompt.dropout=0.2", "spike.noise_std=0.5"],  # SGD with momentum
-    ["prompt.method=full", "train.optimizer=adamw", "train.base_lr=0.002", "train.weight_decay=0.05"],  # the full configs
-], ids=["spike_nvpt-sgd", "full-adamw"])
-def test_resume_continues_exactly(tmp_path, monkeypatch, recipe):
-    args = [*TEXTURES, *recipe, "train.epochs=3"]
-    full = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=full"), log=quiet, show_progress=False)
-
+def full_cut_resumed(monkeypatch, tmp_path, cfg_of, die_in: int):
+    """A run trained straight through, and the same run interrupted in epoch `die_in` and resumed: they must agree
+    exactly (history, clean and noisy accuracy). cfg_of(*overrides) -> the config. Returns (full, resumed)."""
+    full = run_training(cfg_of(f"output_dir={tmp_path}", "run_name=full"), log=quiet, show_progress=False)
     real_epoch = run_module.train_one_epoch
 
-    def dies_in_epoch_two(*a, **kw):
-        if a[6] == 2:  # the epoch argument
+    def dies(*a, **kw):
+        if a[6] == die_in:  # the epoch argument
             raise KeyboardInterrupt
         return real_epoch(*a, **kw)
 
-    monkeypatch.setattr(run_module, "train_one_epoch", dies_in_epoch_two)
+    monkeypatch.setattr(run_module, "train_one_epoch", dies)
     with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=cut"), log=quiet, show_progress=False)
+        run_training(cfg_of(f"output_dir={tmp_path}", "run_name=cut"), log=quiet, show_progress=False)
     assert not (tmp_path / "cut" / "results.json").exists()  # an unfinished run does not look complete
     monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
-    resumed = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", f"train.resume={tmp_path / 'cut'}"),
+    resumed = run_training(cfg_of(f"output_dir={tmp_path}", f"train.resume={tmp_path / 'cut'}"),
                            log=quiet, show_progress=False)
     assert resumed.run_dir == tmp_path / "cut"
     assert strip_timing(resumed.history) == strip_timing(full.history)
     assert resumed.summary["clean"] == full.summary["clean"]
     assert resumed.summary["sets"] == full.summary["sets"]
+    return full, resumed
+
+
+@pytest.mark.parametrize("recipe", [
+    ["prompt.method=spike_nvpt", "prompt.dropout=0.2", "spike.noise_std=0.5"],  # SGD with momentum
+    ["prompt.method=full", "train.optimizer=adamw", "train.base_lr=0.002", "train.weight_decay=0.05"],  # the full configs
+], ids=["spike_nvpt-sgd", "full-adamw"])
+def test_resume_continues_exactly(tmp_path, monkeypatch, recipe):
+    full_cut_resumed(monkeypatch, tmp_path, lambda *extra: tiny_cfg(*TEXTURES, *recipe, "train.epochs=3", *extra), 2)
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from conftest import TINY, tiny_cfg
-from nvpt.engine import run as run_module
 from nvpt.engine.checkpoint import checkpoint_state, model_identity, read_checkpoint, save_checkpoint
-from nvpt.engine.loop import evaluate
+from nvpt.engine.loop import Normalize, evaluate
 from nvpt.engine.optim import build_optimizer
 from nvpt.engine.restore import load_run
+from nvpt.engine.run import DistInfo, make_loader, prepare_data
 from nvpt.errors import NVPTError
 from nvpt.models import build_model, create_backbone
 from nvpt.pipeline import run_training
-from test_engine import TEXTURES, _tiny_yaml, quiet, strip_timing
+from test_engine import TEXTURES, _tiny_yaml, full_cut_resumed, quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(3))
@@ -170,36 +170,18 @@ def test_only_lora_imports_peft():
 ])
 def test_resume_is_exact_and_the_run_reloads(tmp_path, monkeypatch, key, recipe):
     """Dropout in the adapter and in LoRA draws from the global RNG: the resumed run must draw the same numbers."""
-    args = [*TEXTURES, *recipe, "train.epochs=2", f"output_dir={tmp_path}"]
-    full = run_training(method_cfg(key, *args, "run_name=full"), log=quiet, show_progress=False)
-    real_epoch = run_module.train_one_epoch
-
-    def dies_in_epoch_one(*a, **kw):
-        if a[6] == 1:  # the epoch argument
-            raise KeyboardInterrupt
-        return real_epoch(*a, **kw)
-
-    monkeypatch.setattr(run_module, "train_one_epoch", dies_in_epoch_one)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(method_cfg(key, *args, "run_name=cut"), log=quiet, show_progress=False)
-    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
-    resumed = run_training(method_cfg(key, *args, f"train.resume={tmp_path / 'cut'}"), log=quiet, show_progress=False)
-    assert strip_timing(resumed.history) == strip_timing(full.history)
-    assert resumed.summary["clean"] == full.summary["clean"] and resumed.summary["sets"] == full.summary["sets"]
+    full, resumed = full_cut_resumed(monkeypatch, tmp_path,
+                                     lambda *extra: method_cfg(key, *TEXTURES, *recipe, "train.epochs=2", *extra), 1)
     results = json.loads((tmp_path / "full" / "results.json").read_text())
     assert results["trainable_params"] == METHODS[key][2] - 245 + 20 * 48 + 20  # the head has 20 texture classes
     assert results["method"] == key and results["prompt_bits"] == 0
-    for a, b in ((full.run_dir, resumed.run_dir),):
-        ta, _ = read_checkpoint(a / "checkpoint-best.safetensors")
-        tb, _ = read_checkpoint(b / "checkpoint-best.safetensors")
-        assert ta.keys() == tb.keys() == {f"model/{n}" for n in METHODS[key][1] | HEAD}
-        assert all(torch.equal(ta[k], tb[k]) for k in ta)
+    ta, _ = read_checkpoint(full.run_dir / "checkpoint-best.safetensors")
+    tb, _ = read_checkpoint(resumed.run_dir / "checkpoint-best.safetensors")
+    assert ta.keys() == tb.keys() == {f"model/{n}" for n in METHODS[key][1] | HEAD}  # the trainable parameters only
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
     # the run folder reloads (tools/eval_robustness.py's path: load_run, deploy) to the evaluated accuracy
     loaded = load_run(full.run_dir)
     model = loaded.model.deploy()
-    from nvpt.engine.run import DistInfo, make_loader, prepare_data
-    from nvpt.engine.loop import Normalize
-
     bundle, _ = prepare_data(loaded.cfg)
     loader = make_loader(bundle.test, 64, loaded.cfg, DistInfo(), False, torch.device("cpu"))
     assert evaluate(model, loader, Normalize(bundle.mean, bundle.std), torch.device("cpu"))["acc"] == full.summary["clean"]
