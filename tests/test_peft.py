@@ -265,3 +265,13 @@ def test_accuracy_robustness_table_and_figure(tmp_path):
     clean_only = compare_runs({"lora": [{**summarize(80.0, {}), "seed": 0}]}, reference="lora")
     with pytest.raises(NVPTError, match="needs corrupted sets"):
         plot_accuracy_robustness(clean_only, tmp_path / "none")
+
+
+def test_a_methods_own_keys_matter_to_that_method_only():
+    """A run folder is reused when only another method's keys differ (base.yaml sets the adapter and LoRA sizes)."""
+    from nvpt.engine.plan import config_differences
+
+    saved = tiny_cfg("prompt.method=vpt_deep")
+    assert config_differences(tiny_cfg("prompt.method=vpt_deep", "adapter.bottleneck=16", "lora.rank=2"), saved) == []
+    lora = tiny_cfg("prompt.method=lora", "lora.rank=4")
+    assert config_differences(tiny_cfg("prompt.method=lora", "lora.rank=2", "adapter.bottleneck=16"), lora) == ["lora.rank"]
