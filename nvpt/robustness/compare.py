@@ -379,7 +379,9 @@ def plot_accuracy_robustness(comp: dict, path: str | os.PathLike, params: dict[s
                     textcoords="offset points", xytext=(6, 4), fontsize=7, color=f"C{i % 10}")
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel("mean corrupted accuracy, mCA (%)")
-    ax.set_title(f"accuracy vs robustness, {len(comp['seeds'])} seeds (95% CI)", fontsize=10)
+    seeds = len(comp["seeds"])
+    ax.set_title(f"accuracy vs robustness, {seeds} seed{'s' if seeds != 1 else ''}" + (" (95% CI)" if seeds > 1 else ""),
+                 fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, Path(path))
