@@ -25,7 +25,8 @@ from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.plan import plan_run
 from nvpt.errors import NVPTError
 from nvpt.outputs import check_output_folder
-from nvpt.robustness.compare import compare_runs, comparison_markdown, family_markdown, plot_comparison, summary_markdown
+from nvpt.robustness.compare import (MEAN, compare_runs, comparison_markdown, family_markdown, parameters_markdown,
+                                     plot_accuracy_robustness, plot_comparison, summary_markdown)
 from nvpt.robustness.evaluate import robustness_sets
 from nvpt.robustness.report import write_json
 from nvpt.robustness.schema import read_summary
@@ -138,12 +139,18 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
         results[job.method].append(read_run_results(job.run_dir))
 
     comp = compare_runs(results, reference=reference)
+    # what each method trains (results.json's trainable_params; the same for every seed), None for older runs
+    params = {m: results[m][0].get("trainable_params") for m in labels}
     table = summary_markdown(comp) + "\n" + family_markdown(comp) + "\n" + comparison_markdown(comp)
-    write_json({**comp, "config": str(config), "overrides": list(overrides),
+    if any(n is not None for n in params.values()):
+        table += "\n" + parameters_markdown(comp, params)
+    write_json({**comp, "config": str(config), "overrides": list(overrides), "trainable_params": params,
                 "runs": {m: [str(job.run_dir) for job in jobs if job.method == m] for m in labels}},
                out / "comparison.json")
     atomic_write_text(out / "comparison.md", f"# {Path(config).stem}: {' vs '.join(labels)}\n\n{table}")
     plots = plot_comparison(comp, out / "comparison")
+    if MEAN in comp["sets"]:  # clean accuracy against mCA, every method, labelled with its trainable parameters
+        plots += plot_accuracy_robustness(comp, out / "accuracy_robustness", params)
     log(table.rstrip("\n"))
     log(f"wrote {out / 'comparison.md'}, comparison.json, {', '.join(p.name for p in plots)}")
     return comp

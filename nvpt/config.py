@@ -22,7 +22,9 @@ import yaml
 
 from nvpt.errors import NVPTError
 
-METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full")
+METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full", "bitfit", "adapter", "lora", "ssf")
+# the conventional parameter-efficient baselines (nvpt/models/peft_vit.py): no prompts, their own trainable parts
+PEFT_METHODS = ("bitfit", "adapter", "lora", "ssf")
 # the VTAB-1k natural tasks that torchvision downloads (besides dtd); nvpt/data/torchvision_tasks.py
 TORCHVISION_TASKS = ("cifar100", "caltech101", "oxford_flowers102", "oxford_iiit_pet", "svhn")
 DATASETS = ("dtd", *TORCHVISION_TASKS, "vtab", "fgvc", "image_folder", "textures", "fashion_mnist", "synthetic")
@@ -69,6 +71,15 @@ SCHEMA: dict[str, Key] = {
     "prompt.length": _k(10, "int", "prompt tokens per layer (P)", min=0),
     "prompt.dropout": _k(0.0, "float", "dropout on prompt tokens, an independent mask per sample", min=0.0, max=1.0),
     "prompt.deep": _k(True, "bool", "spike_nvpt only: prompts before every block (true) or the first one only (false)"),
+
+    "adapter.bottleneck": _k(64, "int", "adapter: hidden width of AdaptFormer's parallel bottleneck adapter in every block's MLP (64: AdaptFormer's)", min=1),
+    "adapter.scale": _k(0.1, "float", "adapter: the fixed scale s on the adapter's output (0.1: AdaptFormer's)", min=0.0, min_exclusive=True),
+    "adapter.dropout": _k(0.0, "float", "adapter: dropout between the adapter's ReLU and its up-projection (training only)", min=0.0, max=1.0),
+    "lora.rank": _k(8, "int", "lora: rank r of the low-rank update B A (Hugging Face peft LoraConfig.r)", min=1),
+    "lora.alpha": _k(8.0, "float", "lora: peft's lora_alpha; the update is scaled by alpha / rank", min=0.0, min_exclusive=True),
+    "lora.dropout": _k(0.0, "float", "lora: peft's lora_dropout on the LoRA branch's input (training only)", min=0.0, max=1.0),
+    "lora.mlp": _k(False, "bool", "lora: also adapt every block's MLP (fc1, fc2); false: the attention's qkv projections only"),
+    "ssf.init_std": _k(0.02, "float", "ssf: scales start at N(1, init_std^2), shifts at N(0, init_std^2) (SSF's init)", min=0.0),
 
     "spike.time_steps": _k(2, "int", "T: steps the Signal Filtering Layer integrates the prompt current (2: best in docs/results.md)", min=1),
     "spike.v_threshold": _k(1.0, "float", "IF neuron firing threshold", min=0.0, min_exclusive=True),

@@ -39,7 +39,10 @@ from nvpt.errors import NVPTError
 from nvpt.models import create_backbone
 from nvpt.robustness.evaluate import robustness_sets
 
-STEP_FORWARDS = {"linear": 1.0, "vpt_shallow": 2.0, "vpt_deep": 2.0, "spike_nvpt": 2.0, "full": 3.0}
+STEP_FORWARDS = {"linear": 1.0, "vpt_shallow": 2.0, "vpt_deep": 2.0, "spike_nvpt": 2.0, "full": 3.0,
+                 # the PEFT baselines, like the prompts, need input gradients through every block; their own
+                 # weight gradients (biases, adapters, low-rank factors, scales) are small next to that
+                 "bitfit": 2.0, "adapter": 2.0, "lora": 2.0, "ssf": 2.0}
 ARRAY_DATASETS = ("cifar100", "svhn", "fashion_mnist", "textures")
 # official split sizes without the VTAB-1k draw (data.vtab1k=false): (train, val or None)
 FULL_SPLITS = {"dtd": (1880, 1880), "cifar100": (50000, None), "caltech101": (3060, None),
@@ -76,7 +79,7 @@ _BODY: dict[tuple, tuple[float, int]] = {}  # (FLOPs without the head, embed_dim
 
 def forward_flops(cfg: Config) -> float:
     """Floating-point operations of one forward pass of one image through cfg's prompted model."""
-    prompts = cfg.prompt.length if cfg.prompt.method not in ("linear", "full") else 0
+    prompts = cfg.prompt.length if cfg.prompt.method in ("vpt_shallow", "vpt_deep", "spike_nvpt") else 0
     m = cfg.model
     key = (m.name, m.img_size, m.in_chans, m.kwargs, prompts)
     if key not in _BODY:

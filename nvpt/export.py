@@ -131,8 +131,9 @@ def export_packed(run: str | Path, out: str | Path | None = None, overrides: lis
         raise NVPTError(f"{run_dir} has no config.yaml next to {ckpt.name}; pass the run folder tools/train.py wrote")
     cfg = load_config(config, list(overrides))
     if cfg.prompt.method != "spike_nvpt":
+        why = "its prompts are not binary" if cfg.prompt.method in ("vpt_shallow", "vpt_deep") else "it has no prompts"
         raise NVPTError(f"only spike_nvpt runs can be bit-packed; {run} is a {cfg.prompt.method} run "
-                        "(its prompts are not binary: use its checkpoint as it is)")
+                        f"({why}: use its checkpoint as it is)")
     loaded = load_run(ckpt, overrides)
     model, cfg = loaded.model, loaded.cfg
     # None once deployed: recovered from the tokens

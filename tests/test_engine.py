@@ -107,6 +107,34 @@ def test_short_training_run_learns(tmp_path):
     assert set(result.summary["sets"]) == {"gaussian@0.2"}
 
 
+def full_cut_resumed(monkeypatch, tmp_path, cfg_of, die_in: int):
+    """A run trained straight through, and the same run interrupted in epoch `die_in` and resumed: they must agree
+    exactly (history, clean and noisy accuracy). cfg_of(*overrides) -> the config. Returns (full, resumed)."""
+    full = run_training(cfg_of(f"output_dir={tmp_path}", "run_name=full"), log=quiet, show_progress=False)
+    real_epoch = run_module.train_one_epoch
+
+    def dies(*a, **kw):
+        if a[6] == die_in:  # the epoch argument
+            raise KeyboardInterrupt
+        return real_epoch(*a, **kw)
+
+    monkeypatch.setattr(run_module, "train_one_epoch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg_of(f"output_dir={tmp_path}", "run_name=cut"), log=quiet, show_progress=False)
+    assert not (tmp_path / "cut" / "results.json").exists()  # an unfinished run does not look complete
+    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
+    resumed = run_training(cfg_of(f"output_dir={tmp_path}", f"train.resume={tmp_path / 'cut'}"),
+                           log=quiet, show_progress=False)
+    assert resumed.run_dir == tmp_path / "cut"
+    written = json.loads((resumed.run_dir / "results.json").read_text())
+    spiking = resumed.run_dir.joinpath("config.yaml").read_text().count("method: spike_nvpt") > 0
+    assert (written["sfl_backend"], written["device"]) == ("torch" if spiking else "none", "cpu")
+    assert strip_timing(resumed.history) == strip_timing(full.history)
+    assert resumed.summary["clean"] == full.summary["clean"]
+    assert resumed.summary["sets"] == full.summary["sets"]
+    return full, resumed
+
+
 @pytest.mark.parametrize("recipe", [
     ["prompt.method=spike_nvpt", "prompt.dropout=0.2", "spike.noise_std=0.5"],  # SGD with momentum
     ["prompt.method=full", "train.optimizer=adamw", "train.base_lr=0.002", "train.weight_decay=0.05"],  # the full configs
@@ -116,29 +144,7 @@ def test_short_training_run_learns(tmp_path):
      "prompt.method=spike_nvpt", "prompt.dropout=0.2", "eval.corruptions=[gaussian_noise]", "eval.severities=[3]"],
 ], ids=["spike_nvpt-sgd", "full-adamw", "swin-spike_nvpt"])
 def test_resume_continues_exactly(tmp_path, monkeypatch, recipe):
-    args = [*TEXTURES, *recipe, "train.epochs=3"]
-    full = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=full"), log=quiet, show_progress=False)
-
-    real_epoch = run_module.train_one_epoch
-
-    def dies_in_epoch_two(*a, **kw):
-        if a[6] == 2:  # the epoch argument
-            raise KeyboardInterrupt
-        return real_epoch(*a, **kw)
-
-    monkeypatch.setattr(run_module, "train_one_epoch", dies_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=cut"), log=quiet, show_progress=False)
-    assert not (tmp_path / "cut" / "results.json").exists()  # an unfinished run does not look complete
-    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
-    resumed = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", f"train.resume={tmp_path / 'cut'}"),
-                           log=quiet, show_progress=False)
-    assert resumed.run_dir == tmp_path / "cut"
-    written = json.loads((resumed.run_dir / "results.json").read_text())
-    assert (written["sfl_backend"], written["device"]) == ("torch" if "spike_nvpt" in recipe[0] else "none", "cpu")
-    assert strip_timing(resumed.history) == strip_timing(full.history)
-    assert resumed.summary["clean"] == full.summary["clean"]
-    assert resumed.summary["sets"] == full.summary["sets"]
+    full_cut_resumed(monkeypatch, tmp_path, lambda *extra: tiny_cfg(*TEXTURES, *recipe, "train.epochs=3", *extra), 2)
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):

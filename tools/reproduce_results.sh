@@ -3,6 +3,7 @@
 # Finished runs are reused, unfinished ones resumed, so the script can be stopped and restarted.
 #   bash tools/reproduce_results.sh            # sections 1-5
 #   bash tools/reproduce_results.sh appendix   # the first protocol, on the Fashion-MNIST backbone
+#   bash tools/reproduce_results.sh peft       # issue 21: the PEFT baselines (docs/protocol.md; ~2 h + ~4.5 h on one core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -19,6 +20,14 @@ if [ "${1:-}" = appendix ]; then
   $PY tools/compare.py $A/textures.yaml $T model.pretrained_file=null \
       output_dir=runs/appendix_fmnist/random_backbone --seeds 3 --methods spike_nvpt vpt_deep linear
   $PY tools/compare.py $A/textures_strong_noise.yaml $T --seeds 5 --methods spike_nvpt vpt_deep
+  exit 0
+fi
+
+if [ "${1:-}" = peft ]; then
+  # 6. The conventional PEFT baselines beside the prompt methods (docs/protocol.md, "The PEFT comparison"):
+  #    each baseline's recipe on validation, then every method once on the test split, 5 seeds, the full suite
+  bash tools/reproduce_study.sh peft-select
+  bash tools/reproduce_study.sh peft-final
   exit 0
 fi
 

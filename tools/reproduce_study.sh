@@ -5,6 +5,8 @@
 #   bash tools/reproduce_study.sh recipe spike_nvpt
 #   bash tools/reproduce_study.sh variants            # 2. Spike-NVPT readings (configs/study/*.yaml)
 #   bash tools/reproduce_study.sh matched             # post hoc: both methods at 32 tokens, grayscale and colour
+#   bash tools/reproduce_study.sh peft-select [METHOD...]  # issue 21: the PEFT baselines' recipes on validation
+#   bash tools/reproduce_study.sh peft-final          # issue 21: every method, test split, 5 seeds, full suite
 # Tables: runs/study/<method>/sweep.md and runs/study/variants/comparison.md (copied to docs/results/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +33,67 @@ best() {  # method -> the point with the best mean clean validation accuracy so 
   $PY tools/sweep_table.py $OUT/$1/*/comparison.json --by clean --print-best point
 }
 
+# --- issue 21, the PEFT comparison (docs/protocol.md, "The PEFT comparison"). For a quick check of the commands:
+#   PEFT_OUT=/tmp/peft RECIPES=/tmp/peft/recipes SEL_SEEDS=1 FINAL_SEEDS=1 EPOCHS="1 2" \
+#   EXTRA="data.train_per_class=2 data.val_per_class=2 data.test_per_class=2" bash tools/reproduce_study.sh peft-select
+PEFT="bitfit adapter lora ssf"
+PEFT_OUT=${PEFT_OUT:-$OUT/peft}
+RECIPES=${RECIPES:-configs/experiments/peft_recipes}  # the chosen recipes, one YAML per method (commit them)
+read -r E1 E2 <<< "${EPOCHS:-24 48}"
+EXTRA=${EXTRA:-}
+
+peft_point() {  # method lr epochs -> $PEFT_OUT/<method>/lr<lr>-e<epochs>/comparison.json (3 seeds, validation)
+  local dir=$PEFT_OUT/$1/lr$2-e$3
+  [ -f $dir/comparison.json ] || [ -f $dir/failed ] && return 0
+  mkdir -p $dir
+  # a learning rate that diverges (NonFiniteLoss) is a point without a score, not the end of the search
+  $PY tools/compare.py $CFG train.threads=1 eval.split=val train.base_lr=$2 train.epochs=$3 $EXTRA \
+      output_dir=$dir/runs --out $dir --methods $1 --reference $1 --seeds ${SEL_SEEDS:-3} > $dir/log.txt 2>&1 \
+    || { echo "$1 lr $2 e$3 failed (diverged?): $dir/log.txt" | tee $dir/failed >&2; }
+}
+
+peft_best() {  # method -> its best point so far (mean clean validation accuracy), e.g. lr0.25-e24
+  $PY tools/sweep_table.py $PEFT_OUT/$1/*/comparison.json --by clean --print-best point
+}
+
 case "${1:-}" in
+  peft-select)
+    shift
+    for m in ${@:-$PEFT}; do
+      case " $PEFT " in *" $m "*) ;; *) echo "error: peft-select takes $PEFT, not $m" >&2; exit 2 ;; esac
+      # 1. the learning-rate ladder (SGD, the shared recipe), 3 seeds per point, E1 epochs
+      for lr in 0.0625 0.25 1; do peft_point $m $lr $E1; done
+      b=$(peft_best $m); lr=${b#lr}; lr=${lr%%-*}
+      # 2. a best point at an end of the ladder gets one more point a factor 4 beyond it
+      case $lr in
+        0.0625) peft_point $m 0.015625 $E1 ;;
+        1) peft_point $m 4 $E1 ;;
+      esac
+      b=$(peft_best $m); lr=${b#lr}; lr=${lr%%-*}
+      # 3. the longer schedule at the best learning rate
+      peft_point $m $lr $E2
+      b=$(peft_best $m); lr=${b#lr}; lr=${lr%%-*}; e=${b#*-e}
+      $PY tools/sweep_table.py $PEFT_OUT/$m/*/comparison.json --by clean --out $PEFT_OUT/$m/sweep.md
+      mkdir -p $RECIPES
+      base=$($PY -c "import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))" \
+             "${FINAL_CFG:-configs/experiments/peft.yaml}" "$RECIPES")
+      printf '%s\n' "# $m's recipe for the PEFT comparison, chosen on the validation split by" \
+        "# bash tools/reproduce_study.sh peft-select $m (points: $PEFT_OUT/$m/sweep.md; docs/protocol.md)." \
+        "_base_: $base" "prompt:" "  method: $m" "train:" "  base_lr: $lr" "  epochs: $e" > $RECIPES/$m.yaml
+      echo "best point of $m: $b -> $RECIPES/$m.yaml"
+    done
+    ;;
+  peft-final)
+    for m in $PEFT; do
+      [ -f $RECIPES/$m.yaml ] || { echo "error: no $RECIPES/$m.yaml: run 'bash tools/reproduce_study.sh peft-select' first" >&2; exit 2; }
+    done
+    # once, on the test split, 5 seeds: the prompt methods with their recipes (peft_<method>.yaml), linear and
+    # vpt_shallow on the demo recipe, full with its own, the four baselines with theirs (labelled by file name)
+    F=${FINAL_CFG:-configs/experiments/peft.yaml}
+    $PY tools/compare.py $F train.threads=1 $EXTRA --seeds ${FINAL_SEEDS:-5} --reference vpt_deep \
+        --methods spike_nvpt vpt_deep vpt_shallow linear full $(for m in $PEFT; do echo $RECIPES/$m.yaml; done)
+    ;;
+
   recipe)
     m=$2
     for lr in 0.25 1 4; do point $m $lr 24 8; done
@@ -63,5 +125,5 @@ case "${1:-}" in
     matched configs/experiments/textures_color.yaml $OUT/matched_length32_color/runs $OUT/matched_length32_color
     ;;
   *)
-    echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants | matched" >&2; exit 2 ;;
+    echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants | matched | peft-select [METHOD...] | peft-final" >&2; exit 2 ;;
 esac

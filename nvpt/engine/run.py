@@ -181,6 +181,7 @@ class Trained:
     say: Callable[[str], None]
     sfl_backend: str = "none"  # cupy | torch | none (no IF neurons): the Signal Filtering Layer's backend in training
     device_name: str = "cpu"  # "cuda:0 NVIDIA H200" or "cpu"
+    trainable_params: int = 0  # parameters the method trained (counted before deploy() folds any of them)
 
 
 def check_backend(cfg: Config, device: torch.device) -> str:
@@ -246,9 +247,9 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / "config.yaml")
+    trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"run folder {run_dir}: {cfg.prompt.method} on {cfg.data.name} ({len(bundle.train)} train images, "
-        f"{bundle.num_classes} classes), {sum(p.numel() for p in model.parameters() if p.requires_grad):,} "
-        f"trainable parameters, device {device}")
+        f"{bundle.num_classes} classes), {trainable_params:,} trainable parameters, device {device}")
 
     for epoch in range(start_epoch, cfg.train.epochs):
         train_loader.sampler.set_epoch(epoch)
@@ -289,4 +290,4 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
     images = {"train": len(bundle.train), "val": len(bundle.val) if bundle.val else 0, "test": len(bundle.test)}
     eval_loader = val_loader if cfg.eval.split == "val" else test_loader  # val: choices made without the test split
     return Trained(run_dir, model, eval_loader, normalize, device, img_size, use_amp, amp_dtype, best,
-                   history, images, say, sfl_backend, describe_device(device))
+                   history, images, say, sfl_backend, describe_device(device), trainable_params)

@@ -6,15 +6,17 @@ import functools
 import torch
 from timm.models.swin_transformer import SwinTransformer
 
+from nvpt.config import METHODS, PEFT_METHODS
 from nvpt.errors import NVPTError
 from nvpt.models.backbone import create_backbone, vpt_init_bound
+from nvpt.models.peft_vit import PeftViT, build_peft_model
 from nvpt.models.prompted_swin import PromptedSwin, prompt_grid, prompt_rows
 from nvpt.models.prompted_vit import PromptedViT
 from nvpt.models.prompts import StaticPrompts, VPTPrompts
 
 SWIN_METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full")
 
-__all__ = ["build_model", "PromptedViT", "PromptedSwin", "StaticPrompts", "VPTPrompts", "create_backbone"]
+__all__ = ["build_model", "PromptedViT", "PromptedSwin", "PeftViT", "StaticPrompts", "VPTPrompts", "create_backbone"]
 
 
 def build_model(cfg, deployed: bool = False) -> PromptedViT:
@@ -26,6 +28,8 @@ def build_model(cfg, deployed: bool = False) -> PromptedViT:
     if cfg.model.num_classes is None:
         raise NVPTError("config key 'model.num_classes' is null; set it (tools/train.py takes it from the dataset)")
     backbone = create_backbone(cfg)
+    if cfg.prompt.method in PEFT_METHODS:  # bitfit, adapter, lora, ssf: no prompts (nvpt/models/peft_vit.py)
+        return build_peft_model(cfg, backbone)
     method, length = cfg.prompt.method, cfg.prompt.length
     if isinstance(backbone, SwinTransformer):  # prompts [R, P, G]: rows of G channels per block (prompted_swin)
         if method not in SWIN_METHODS:
@@ -49,7 +53,7 @@ def build_model(cfg, deployed: bool = False) -> PromptedViT:
 
         prompts = SpikePrompts(rows(cfg.prompt.deep), length, dim, cfg.spike, default_scale=bound, seed=cfg.seed)
     else:
-        raise NVPTError(f"unknown prompt.method {method!r}; choose one of linear, vpt_shallow, vpt_deep, spike_nvpt, full")
+        raise NVPTError(f"unknown prompt.method {method!r}; choose one of {', '.join(METHODS)}")
     model = wrapper(backbone, method, prompts, dropout=cfg.prompt.dropout)
     model.deployed = deployed and method == "spike_nvpt"
     return model
