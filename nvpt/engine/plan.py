@@ -19,7 +19,8 @@ from nvpt.engine.checkpoint import LAST
 from nvpt.errors import NVPTError
 
 # keys that do not change what a run computes (or are rewritten when it resumes)
-IGNORED_KEYS = {"output_dir", "run_name", "train.resume", "train.threads", "train.save_every", "data.num_workers"}
+IGNORED_KEYS = {"output_dir", "run_name", "train.resume", "train.threads", "train.save_every", "data.num_workers",
+                "model.pretrained_file_howto"}
 
 
 def config_differences(planned: Config, saved: Config) -> list[str]:
