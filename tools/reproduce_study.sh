@@ -5,13 +5,30 @@
 #   bash tools/reproduce_study.sh recipe spike_nvpt
 #   bash tools/reproduce_study.sh variants            # 2. Spike-NVPT readings (configs/study/*.yaml)
 #   bash tools/reproduce_study.sh matched             # post hoc: both methods at 32 tokens, grayscale and colour
-# Tables: runs/study/<method>/sweep.md and runs/study/variants/comparison.md (copied to docs/results/).
+# Issue 22, accuracy-robustness fronts (docs/protocol.md, "Fronts"; run in this order):
+#   bash tools/reproduce_study.sh fronts              # both methods, lr x {8, 32} tokens x 3 seeds, validation
+#   bash tools/reproduce_study.sh fronts-final        # the pre-registered final: 5 seeds, test split
+#   bash tools/reproduce_study.sh probe64             # the 64-px backbone against random init, frozen linear probe
+#   bash tools/reproduce_study.sh fronts64            # the minority-prompt regime: 64 px, lr x {8, 16} tokens
+# Tables: runs/study/<method>/sweep.md and runs/study/variants/comparison.md (copied to docs/results/); the fronts'
+# cases write docs/results/study/fronts*.md, probe64.md and the figures themselves.
+# Environment (defaults in brackets; the plumbing test shrinks everything with them): PY [.venv/bin/python],
+# OUT [runs/study], DOCS [docs/results/study], LRS [0.25 0.5 1 2 4], SEEDS [3], FINAL_SEEDS [5],
+# ARGS [extra key=value overrides for every run of the fronts' cases], FRONTS_CFG, FRONTS64_CFG [the task configs].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 CFG=configs/experiments/textures.yaml
-OUT=runs/study
+OUT=${OUT:-runs/study}
+DOCS=${DOCS:-docs/results/study}
+LRS=${LRS:-0.25 0.5 1 2 4}
+SEEDS=${SEEDS:-3}
+FINAL_SEEDS=${FINAL_SEEDS:-5}
+ARGS=${ARGS:-}
+FRONTS_CFG=${FRONTS_CFG:-configs/experiments/textures_fronts.yaml}
+FRONTS64_CFG=${FRONTS64_CFG:-configs/experiments/textures64.yaml}
+TARGET=95  # fronts-final's clean-accuracy target (%), fixed in docs/protocol.md before the sweep ran
 
 point() {  # method lr epochs length -> $POINTS/<method>/lr<lr>-e<epochs>-p<length>/comparison.json
   local dir=${POINTS:-$OUT}/$1/lr$2-e$3-p$4
@@ -62,6 +79,45 @@ case "${1:-}" in
     matched $CFG $OUT/posthoc/vpt_deep/lr0.25-e48-p32/runs $OUT/matched_length32
     matched configs/experiments/textures_color.yaml $OUT/matched_length32_color/runs $OUT/matched_length32_color
     ;;
+  fronts)
+    # every method x lr x {8, 32} tokens, validation split; the table, effective robustness and figure
+    $PY tools/fronts.py sweep $FRONTS_CFG train.threads=1 eval.split=val $ARGS --methods vpt_deep spike_nvpt \
+        --lrs $LRS --lengths 8 32 --seeds $SEEDS --out $OUT/fronts
+    mkdir -p $DOCS
+    $PY tools/fronts.py table $OUT/fronts/*/*/comparison.json --out $DOCS/fronts \
+        --title "Fronts: grayscale study task, validation split"
+    ;;
+  fronts-final)
+    # the rule of docs/protocol.md ("Fronts"): per length, each method at the lr closest to $TARGET % clean (validation)
+    mkdir -p $DOCS
+    $PY tools/fronts.py final $FRONTS_CFG train.threads=1 eval.split=test $ARGS --sweep $OUT/fronts \
+        --target $TARGET --lengths 8 32 --seeds $FINAL_SEEDS --out $OUT/fronts_final --md $DOCS/fronts_final.md
+    ;;
+  fronts64)
+    # the minority-prompt regime: 64 px, at most a quarter of the 81 tokens as prompts (8, 16); validation split
+    $PY tools/fronts.py sweep $FRONTS64_CFG train.threads=1 eval.split=val $ARGS --methods vpt_deep spike_nvpt \
+        --lrs $LRS --lengths 8 16 --seeds $SEEDS --out $OUT/fronts64
+    mkdir -p $DOCS
+    $PY tools/fronts.py table $OUT/fronts64/*/*/comparison.json --out $DOCS/fronts64 \
+        --title "Fronts at 64 px (the minority-prompt regime), validation split"
+    ;;
+  probe64)
+    # does the 64-px backbone carry images? A frozen linear probe on it against one on a random-init ViT of the same
+    # shape (grayscale, clean validation crops, paired by seed; done when the gain is >= 10 points)
+    dir=$OUT/probe64
+    mkdir -p $dir $DOCS
+    base=$(realpath $FRONTS64_CFG)
+    printf '_base_: %s\nprompt:\n  method: linear\n' "$base" > $dir/pretrained.yaml
+    printf '_base_: %s\nprompt:\n  method: linear\nmodel:\n  pretrained_file: null\n' "$base" > $dir/random.yaml
+    $PY tools/compare.py $FRONTS64_CFG train.threads=1 eval.split=val eval.corruptions=[] eval.gaussian_std=[] $ARGS \
+        output_dir=$dir/runs --out $dir --methods $dir/pretrained.yaml $dir/random.yaml --reference random \
+        --seeds $SEEDS > $dir/log.txt
+    { echo "# Frozen linear probe, 64-px backbone against random init (grayscale, validation crops)"; echo
+      echo "bash tools/reproduce_study.sh probe64; done when pretrained − random is at least 10 points."; echo
+      cat $dir/comparison.md; } > $DOCS/.probe64.md.tmp && mv $DOCS/.probe64.md.tmp $DOCS/probe64.md
+    cat $DOCS/probe64.md
+    ;;
   *)
-    echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants | matched" >&2; exit 2 ;;
+    echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants | matched | fronts | fronts-final | fronts64 | probe64" >&2
+    exit 2 ;;
 esac
