@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import run_tool
 from nvpt.config import CORRUPTIONS
@@ -151,3 +156,70 @@ def test_points_table_and_tool(tmp_path, monkeypatch, capsys):
     assert rc == 2 and "pass each setting once" in err
     rc, _, err = run_tool(monkeypatch, capsys, "fronts", "table", files[3], "--out", tmp_path / "x")
     assert rc == 2 and "no settings of the reference method 'vpt_deep'" in err
+
+
+# ----------------------------------------------------------------------------- tools/reproduce_study.sh plumbing
+
+ROOT = Path(__file__).resolve().parent.parent
+# the study's task shrunk to a few seconds a run: 20 training images, one step, two noisy sets
+TINY_RUNS = ("train.epochs=1 train.warmup_epochs=0 train.max_steps_per_epoch=1 data.train_per_class=1 "
+             "data.val_per_class=2 data.test_per_class=2 eval.corruptions=[gaussian_noise] eval.severities=[1] "
+             "eval.gaussian_std=[0.1]")
+
+
+def study(case: str, tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PY": sys.executable, "OUT": str(tmp_path / "runs"), "DOCS": str(tmp_path / "docs"),
+            "LRS": "1 2", "SEEDS": "1", "FINAL_SEEDS": "1", "ARGS": TINY_RUNS, **env}
+    return subprocess.run(["bash", str(ROOT / "tools" / "reproduce_study.sh"), case], env=full, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_reproduce_study_fronts_and_the_final(tmp_path):
+    done = study("fronts", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    points = sorted(p.relative_to(tmp_path / "runs" / "fronts").parent.as_posix()
+                    for p in (tmp_path / "runs" / "fronts").glob("*/*/comparison.json"))
+    assert points == [f"{m}/lr{lr}-p{n}" for m in ("spike_nvpt", "vpt_deep") for lr in (1, 2) for n in (32, 8)]
+    table = (tmp_path / "docs" / "fronts.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith(("| vpt_deep |", "| spike_nvpt |"))]
+    assert len(rows) == 8 and "| spike_nvpt | " in rows[-1] and "| 32 | 0 |" in rows[-1]
+    assert "vpt_deep's front, logit(robust)" in table and (tmp_path / "docs" / "fronts.png").is_file()
+    # run again (in this process: no second start-up), every finished point is reused, nothing trains
+    from nvpt.comparison import run_sweep
+
+    said = []
+    run_sweep(ROOT / "configs" / "experiments" / "textures_fronts.yaml",
+              ["train.threads=1", "eval.split=val"] + TINY_RUNS.split(), ["vpt_deep", "spike_nvpt"], ["1", "2"],
+              [8, 32], 1, tmp_path / "runs" / "fronts", log=said.append)
+    assert len(said) == 8 and all(line.endswith(": done") for line in said)
+    final = study("fronts-final", tmp_path)
+    assert final.returncode == 0, final.stderr[-2000:]
+    md = (tmp_path / "docs" / "fronts_final.md").read_text()
+    assert "Target clean accuracy 95 %" in md and "## 8 prompt tokens" in md and "## 32 prompt tokens" in md
+    assert "| spike_nvpt − vpt_deep |" in md
+    picked = (tmp_path / "runs" / "fronts_final" / "p32" / "spike_nvpt.yaml").read_text()
+    assert "length: 32" in picked and "method: spike_nvpt" in picked
+    result = json.loads(next((tmp_path / "runs" / "fronts_final" / "p8" / "runs").glob("*spike_nvpt-s0/results.json")).read_text())
+    assert result["split"] == "test" and result["images"]["test"] == 40
+
+
+def test_reproduce_study_probe64(tmp_path):
+    # the 64-px task's plumbing on the 32-px demo backbone (the 64-px file is made by a pretraining of hours)
+    cfg = tmp_path / "task64.yaml"
+    cfg.write_text(f"_base_: {ROOT / 'configs' / 'experiments' / 'textures64.yaml'}\nmodel:\n  img_size: 32\n"
+                   f"  pretrained_file: {ROOT / 'nvpt' / 'assets' / 'demo_backbone.safetensors'}\ndata:\n  crop_size: 32\n")
+    done = study("probe64", tmp_path, FRONTS64_CFG=str(cfg), SEEDS="2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    md = (tmp_path / "docs" / "probe64.md").read_text()
+    assert "| pretrained |" in md and "clean − random" in md and "| random |" in md
+    runs = json.loads((tmp_path / "runs" / "probe64" / "comparison.json").read_text())["runs"]
+    configs = [yaml.safe_load((Path(r) / "config.yaml").read_text())["model"]["pretrained_file"]
+               for r in runs["pretrained"] + runs["random"]]
+    assert configs[:2] == [str(ROOT / "nvpt" / "assets" / "demo_backbone.safetensors")] * 2 and configs[2:] == [None, None]
+    # without the weights file: one line that says how to make it, before any run folder exists
+    cfg.write_text(cfg.read_text().replace(str(ROOT / "nvpt" / "assets" / "demo_backbone.safetensors"),
+                                           str(tmp_path / "absent.safetensors")))
+    missing = study("probe64", tmp_path / "again", FRONTS64_CFG=str(cfg))
+    assert missing.returncode != 0 and not (tmp_path / "again" / "docs" / "probe64.md").exists()
+    assert "error: weights file not found:" in missing.stderr and "tools/pretrain.py configs/demo/backbone64.yaml" in missing.stderr
+    assert not (tmp_path / "again" / "runs" / "probe64" / "runs").exists()

@@ -13,7 +13,7 @@
 # Tables: runs/study/<method>/sweep.md and runs/study/variants/comparison.md (copied to docs/results/); the fronts'
 # cases write docs/results/study/fronts*.md, probe64.md and the figures themselves.
 # Environment (defaults in brackets; the plumbing test shrinks everything with them): PY [.venv/bin/python],
-# OUT [runs/study], DOCS [docs/results/study], LRS [0.25 0.5 1 2 4], SEEDS [3], FINAL_SEEDS [5],
+# OUT [runs/study], DOCS [docs/results/study], LRS [0.25 0.5 1 2 4], LRS64 [0.25 1 4], SEEDS [3], FINAL_SEEDS [5],
 # ARGS [extra key=value overrides for every run of the fronts' cases], FRONTS_CFG, FRONTS64_CFG [the task configs].
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,7 @@ CFG=configs/experiments/textures.yaml
 OUT=${OUT:-runs/study}
 DOCS=${DOCS:-docs/results/study}
 LRS=${LRS:-0.25 0.5 1 2 4}
+LRS64=${LRS64:-0.25 1 4}  # fronts64: the study's step-1 grid (a 64-px run costs about 2.5 times a 32-px one)
 SEEDS=${SEEDS:-3}
 FINAL_SEEDS=${FINAL_SEEDS:-5}
 ARGS=${ARGS:-}
@@ -96,7 +97,7 @@ case "${1:-}" in
   fronts64)
     # the minority-prompt regime: 64 px, at most a quarter of the 81 tokens as prompts (8, 16); validation split
     $PY tools/fronts.py sweep $FRONTS64_CFG train.threads=1 eval.split=val $ARGS --methods vpt_deep spike_nvpt \
-        --lrs $LRS --lengths 8 16 --seeds $SEEDS --out $OUT/fronts64
+        --lrs $LRS64 --lengths 8 16 --seeds $SEEDS --out $OUT/fronts64
     mkdir -p $DOCS
     $PY tools/fronts.py table $OUT/fronts64/*/*/comparison.json --out $DOCS/fronts64 \
         --title "Fronts at 64 px (the minority-prompt regime), validation split"
