@@ -45,6 +45,13 @@ matched() {  # config runs-dir out-dir: both methods with Spike-NVPT's chosen re
       output_dir=$2 --out $3 --methods spike_nvpt vpt_deep --seeds 3 > $3/log.txt
 }
 
+sweep_fronts() {  # config "lrs" "lengths" name title: both methods, validation split -> $OUT/<name>, $DOCS/<name>.md/.png
+  $PY tools/fronts.py sweep $1 train.threads=1 eval.split=val $ARGS --methods vpt_deep spike_nvpt \
+      --lrs $2 --lengths $3 --seeds $SEEDS --out $OUT/$4
+  mkdir -p $DOCS
+  $PY tools/fronts.py table $OUT/$4/*/*/comparison.json --out $DOCS/$4 --title "$5"
+}
+
 best() {  # method -> the point with the best mean clean validation accuracy so far
   $PY tools/sweep_table.py $OUT/$1/*/comparison.json --by clean --print-best point
 }
@@ -82,11 +89,7 @@ case "${1:-}" in
     ;;
   fronts)
     # every method x lr x {8, 32} tokens, validation split; the table, effective robustness and figure
-    $PY tools/fronts.py sweep $FRONTS_CFG train.threads=1 eval.split=val $ARGS --methods vpt_deep spike_nvpt \
-        --lrs $LRS --lengths 8 32 --seeds $SEEDS --out $OUT/fronts
-    mkdir -p $DOCS
-    $PY tools/fronts.py table $OUT/fronts/*/*/comparison.json --out $DOCS/fronts \
-        --title "Fronts: grayscale study task, validation split"
+    sweep_fronts $FRONTS_CFG "$LRS" "8 32" fronts "Fronts: grayscale study task, validation split"
     ;;
   fronts-final)
     # the rule of docs/protocol.md ("Fronts"): per length, each method at the lr closest to $TARGET % clean (validation)
@@ -96,11 +99,7 @@ case "${1:-}" in
     ;;
   fronts64)
     # the minority-prompt regime: 64 px, at most a quarter of the 81 tokens as prompts (8, 16); validation split
-    $PY tools/fronts.py sweep $FRONTS64_CFG train.threads=1 eval.split=val $ARGS --methods vpt_deep spike_nvpt \
-        --lrs $LRS64 --lengths 8 16 --seeds $SEEDS --out $OUT/fronts64
-    mkdir -p $DOCS
-    $PY tools/fronts.py table $OUT/fronts64/*/*/comparison.json --out $DOCS/fronts64 \
-        --title "Fronts at 64 px (the minority-prompt regime), validation split"
+    sweep_fronts $FRONTS64_CFG "$LRS64" "8 16" fronts64 "Fronts at 64 px (the minority-prompt regime), validation split"
     ;;
   probe64)
     # does the 64-px backbone carry images? A frozen linear probe on it against one on a random-init ViT of the same

@@ -37,6 +37,7 @@ import math
 
 from nvpt.config import CORRUPTIONS
 from nvpt.errors import NVPTError
+from nvpt.robustness.compare import _cell, excludes_zero, family_markdown, summary_markdown
 from nvpt.robustness.corruptions import FAMILIES, GAUSSIAN
 from nvpt.robustness.report import aggregate_seeds, paired_gain, parse_set_key, t_critical_95
 
@@ -231,20 +232,21 @@ def pick_setting(settings: list[dict], method: str, length: int, target: float, 
 
 
 def _stat(stat: dict | None, signed: bool = False) -> str:
+    """nvpt.robustness.compare's cell ("80.12 ± 0.53 [79.46, 80.78]"); an effective robustness has no std:
+    "+3.00 [+0.52, +5.48]"; "n/a" for a missing measure."""
     if stat is None:
         return "n/a"
+    if "std" in stat:
+        return _cell(stat, signed)
     f = "+.2f" if signed else ".2f"
-    text = format(stat["mean"], f)
-    if stat.get("ci95_low") is not None:
-        spread = f" ± {stat['std']:.2f}" if stat.get("std") is not None else ""
-        text += f"{spread} [{stat['ci95_low']:{f}}, {stat['ci95_high']:{f}}]"
-    return text
+    interval = f" [{stat['ci95_low']:{f}}, {stat['ci95_high']:{f}}]" if stat["ci95_low"] is not None else ""
+    return format(stat["mean"], f) + interval
 
 
 def _er_cell(stat: dict | None) -> str:
+    """A signed cell, bold where its 95% interval excludes 0."""
     text = _stat(stat, signed=True)
-    low, high = (stat or {}).get("ci95_low"), (stat or {}).get("ci95_high")
-    return f"**{text}**" if low is not None and (low > 0 or high < 0) else text
+    return f"**{text}**" if stat is not None and stat["ci95_low"] is not None and excludes_zero(stat) else text
 
 
 def lr_label(lr: float) -> str:
@@ -294,8 +296,6 @@ def measures_markdown(comp: dict) -> str:
 def final_markdown(target: float, picks: dict[int, dict[str, dict]], comps: dict[int, dict]) -> str:
     """The pre-registered final: per prompt length, each method's setting picked on validation (pick_setting) and
     its test comparison (summary and per-family tables of nvpt.robustness.compare)."""
-    from nvpt.robustness.compare import family_markdown, summary_markdown
-
     lines = [f"Target clean accuracy {target:g} % (validation, docs/protocol.md); each method at the learning rate of "
              "its sweep whose mean clean validation accuracy is closest to it (ties within "
              f"{TIE:g} points: the smaller learning rate); then {len(next(iter(comps.values()))['seeds'])} seeds on "
