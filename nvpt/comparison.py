@@ -194,17 +194,25 @@ def run_sweep(config: str | Path, overrides: list[str], methods: list[str], lrs:
 
 
 def run_final(config: str | Path, overrides: list[str], settings: list[dict], target: float, lengths: list[int],
-              seeds: int, out: str | Path, methods: tuple[str, ...] = ("vpt_deep", "spike_nvpt"), reuse: bool = True,
-              log: Callable[[str], None] = print) -> str:
+              lrs: list[str], seeds: int, out: str | Path, methods: tuple[str, ...] = ("vpt_deep", "spike_nvpt"),
+              reuse: bool = True, log: Callable[[str], None] = print) -> str:
     """The pre-registered final of the fronts (docs/protocol.md): per prompt length, each method at the sweep setting
     picked by nvpt.robustness.fronts.pick_setting, written as a variant config <out>/p<length>/<method>.yaml (the
     record of the choice), then run_comparison of the variants (reference: the first method) into <out>/p<length>.
-    Every length is planned before the first run trains. Returns final_markdown(...)."""
+    The sweep must hold every method x length x lr in `lrs`. Every length is planned before the first run trains.
+    Returns final_markdown(...)."""
     from nvpt.robustness.fronts import final_markdown, lr_label, pick_setting
 
     swept = [o for o in overrides if o.split("=", 1)[0].strip() in SWEPT_KEYS]
     if swept:
         raise NVPTError(f"override {swept[0]!r} is not allowed: the final takes {', '.join(SWEPT_KEYS)} from its picks")
+    for method in methods:  # the rule picks among the whole sweep, never a part of it
+        for length in lengths:
+            have = {s["lr"] for s in settings if (s["method"], s["length"]) == (method, length)}
+            missing = sorted({float(lr) for lr in lrs} - have)
+            if missing:
+                raise NVPTError(f"the sweep lacks {method} at {length} tokens with lr {', '.join(f'{m:g}' for m in missing)}: "
+                                "finish the sweep (bash tools/reproduce_study.sh fronts) before the final")
     picks, plans = {}, []
     for length in lengths:
         picks[length] = {m: pick_setting(settings, m, length, target) for m in methods}

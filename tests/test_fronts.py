@@ -223,3 +223,16 @@ def test_reproduce_study_probe64(tmp_path):
     assert missing.returncode != 0 and not (tmp_path / "again" / "docs" / "probe64.md").exists()
     assert "error: weights file not found:" in missing.stderr and "tools/pretrain.py configs/demo/backbone64.yaml" in missing.stderr
     assert not (tmp_path / "again" / "runs" / "probe64" / "runs").exists()
+
+
+def test_the_final_refuses_a_partial_sweep(tmp_path):
+    from nvpt.comparison import run_final
+
+    settings = [setting(m, 1.0, 8, [95.0], [50.0]) for m in ("vpt_deep", "spike_nvpt")]
+    with pytest.raises(NVPTError, match="the sweep lacks vpt_deep at 8 tokens with lr 2: finish the sweep"):
+        run_final(ROOT / "configs" / "experiments" / "textures_fronts.yaml", [], settings, 95.0, [8], ["1", "2"], 1,
+                  tmp_path / "final")
+    with pytest.raises(NVPTError, match="override 'train.base_lr=1' is not allowed"):
+        run_final(ROOT / "configs" / "experiments" / "textures_fronts.yaml", ["train.base_lr=1"], settings, 95.0, [8],
+                  ["1"], 1, tmp_path / "final")
+    assert not (tmp_path / "final").exists()

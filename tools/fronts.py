@@ -4,7 +4,7 @@
         --lrs 0.25 0.5 1 2 4 --lengths 8 32 --seeds 3 --out runs/study/fronts
     python tools/fronts.py table runs/study/fronts/*/*/comparison.json --out docs/results/study/fronts
     python tools/fronts.py final configs/experiments/textures_fronts.yaml eval.split=test --sweep runs/study/fronts \
-        --target 95 --lengths 8 32 --seeds 5 --out runs/study/fronts_final --md docs/results/study/fronts_final.md
+        --target 95 --lengths 8 32 --lrs 0.25 0.5 1 2 4 --seeds 5 --out runs/study/fronts_final --md docs/results/study/fronts_final.md
 
 sweep: every method x learning rate x prompt length through tools/compare.py's machinery, one folder per point
 (<out>/<method>/lr<lr>-p<length>); finished runs are reused, unfinished ones resumed.
@@ -81,6 +81,8 @@ def build_parser(command: str):
         p.add_argument("--sweep", required=True, metavar="DIR", help="the sweep's folder (its points' comparison.json)")
         p.add_argument("--target", type=float, required=True, metavar="ACC", help="clean accuracy target (%%)")
         p.add_argument("--lengths", nargs="+", type=int, required=True, metavar="P")
+        p.add_argument("--lrs", nargs="+", required=True, metavar="LR",
+                       help="the sweep's learning rates: every one must be there (a partial sweep is refused)")
         p.add_argument("--seeds", type=int, default=5, metavar="N")
         p.add_argument("--out", required=True, metavar="DIR")
         p.add_argument("--md", required=True, metavar="FILE", help="the final's markdown")
@@ -111,7 +113,8 @@ def main(argv):
         if not files:
             raise NVPTError(f"--sweep {args.sweep} holds no <method>/<point>/comparison.json: run the sweep first")
         settings = sweep_settings(read_comparisons(files))
-        text = run_final(args.config, args.overrides, settings, args.target, args.lengths, args.seeds, args.out, log=log)
+        text = run_final(args.config, args.overrides, settings, args.target, args.lengths, args.lrs, args.seeds,
+                         args.out, log=log)
         atomic_write_text(Path(args.md), text)
         log(f"wrote {args.md}")
 

@@ -95,7 +95,7 @@ case "${1:-}" in
     # the rule of docs/protocol.md ("Fronts"): per length, each method at the lr closest to $TARGET % clean (validation)
     mkdir -p $DOCS
     $PY tools/fronts.py final $FRONTS_CFG train.threads=1 eval.split=test $ARGS --sweep $OUT/fronts \
-        --target $TARGET --lengths 8 32 --seeds $FINAL_SEEDS --out $OUT/fronts_final --md $DOCS/fronts_final.md
+        --target $TARGET --lengths 8 32 --lrs $LRS --seeds $FINAL_SEEDS --out $OUT/fronts_final --md $DOCS/fronts_final.md
     ;;
   fronts64)
     # the minority-prompt regime: 64 px, at most a quarter of the 81 tokens as prompts (8, 16); validation split
