@@ -255,7 +255,7 @@ def lr_label(lr: float) -> str:
 
 def fronts_markdown(rows: list[dict], fronts: dict[str, dict | None]) -> str:
     """The fronts (one line each) and the points table: one row per method x setting, starting with the method,
-    e.g. | spike_nvpt | lr 1 | 32 | 0,1,2 | clean | mCA noise | ER noise | mCA suite | ER suite |."""
+    e.g. | spike_nvpt | lr 1 | 32 | 0,1,2 | clean | mCA noise | ER noise | mCA suite | ER suite | chosen |."""
     lines = []
     for measure in MEASURES:
         f = fronts.get(measure)
@@ -266,12 +266,19 @@ def fronts_markdown(rows: list[dict], fronts: dict[str, dict | None]) -> str:
         lines.append(f"- {MEASURE_LABELS[measure]}: {f['reference']}'s front, logit(robust) = {f['slope']:.3f} · "
                      f"logit(clean) {f['intercept']:+.3f}, fit on its {f['n']} settings' seed means "
                      f"(residual SD {sd} in logit units)")
-    lines += ["", "| method | lr | tokens | seeds | clean | mCA, noise sets | eff. robustness, noise | "
-              "mCA, full suite | eff. robustness, suite |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    ref = next((f["reference"] for f in fronts.values() if f), "the reference")
+    lines += ["", "Accuracies (%): mean ± std [95% Student-t CI] over the seeds. Effective robustness (accuracy points): "
+              "mCA minus the front's prediction at the clean accuracy, per seed then averaged, with a 95% interval over "
+              "the seeds and the front's own error (nvpt/robustness/fronts.py); **bold** where it excludes 0, n/a "
+              f"where it cannot be computed (one seed, a 2-point front). {ref}'s rows are residuals of the fit they are "
+              "part of. Chosen on validation: each method x length's best mean clean accuracy (VPT's criterion).", "",
+              "| method | lr | tokens | seeds | clean | mCA, noise sets | eff. robustness, noise | "
+              "mCA, full suite | eff. robustness, suite | chosen on validation |",
+              "|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lr = lr_label(r["lr"])
-        cells = [r["method"], f"**{lr}**" if r["best_clean"] else lr, str(r["length"]), ",".join(map(str, r["seeds"])),
-                 _stat(r["clean"]), _stat(r["noise"]), _er_cell(r["er_noise"]), _stat(r["suite"]), _er_cell(r["er_suite"])]
+        cells = [r["method"], lr_label(r["lr"]), str(r["length"]), ",".join(map(str, r["seeds"])), _stat(r["clean"]),
+                 _stat(r["noise"]), _er_cell(r["er_noise"]), _stat(r["suite"]), _er_cell(r["er_suite"]),
+                 "best clean" if r["best_clean"] else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
