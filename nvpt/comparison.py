@@ -14,13 +14,15 @@ comparison.md, comparison.json and comparison.png/.pdf to `out`.
 """
 from __future__ import annotations
 
+import json
+import os
 import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from nvpt.config import METHODS, Config, load_config
+from nvpt.config import METHODS, Config, check_pretrained_file, load_config
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.plan import plan_run
 from nvpt.errors import NVPTError
@@ -35,6 +37,8 @@ from nvpt.robustness.schema import read_summary
 OWN_KEYS = ("prompt.method", "seed", "run_name")
 OUT_FILES = ("comparison.json", "comparison.md", "comparison.png", "comparison.pdf", "comparison_corruptions.png",
              "comparison_corruptions.pdf")
+# each method's recipe, recorded in comparison.json (the fronts read a setting's learning rate and length from it)
+RECIPE_KEYS = ("prompt.method", "prompt.length", "train.base_lr", "train.epochs")
 
 
 @dataclass
@@ -91,6 +95,7 @@ def plan_comparison(config: str | Path, overrides: list[str], methods: list[str]
         method, path, implied = method_config(config, entry)
         for seed in range(seeds):
             cfg = load_config(path, list(overrides) + implied + [f"seed={seed}", f"run_name={stem}-{method}-s{seed}"])
+            check_pretrained_file(cfg)
             run_dir = Path(cfg.output_dir) / cfg.run_name
             jobs.append(Job(method, seed, cfg, run_dir, plan_run(cfg, run_dir, reuse)))
     labels = list(dict.fromkeys(job.method for job in jobs))
@@ -144,8 +149,10 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
     table = summary_markdown(comp) + "\n" + family_markdown(comp) + "\n" + comparison_markdown(comp)
     if any(n is not None for n in params.values()):
         table += "\n" + parameters_markdown(comp, params)
+    first = {m: next(job.cfg for job in jobs if job.method == m) for m in labels}
     write_json({**comp, "config": str(config), "overrides": list(overrides), "trainable_params": params,
-                "runs": {m: [str(job.run_dir) for job in jobs if job.method == m] for m in labels}},
+                "runs": {m: [str(job.run_dir) for job in jobs if job.method == m] for m in labels},
+                "recipe": {m: {k: first[m].get_path(k) for k in RECIPE_KEYS} for m in labels}},
                out / "comparison.json")
     atomic_write_text(out / "comparison.md", f"# {Path(config).stem}: {' vs '.join(labels)}\n\n{table}")
     plots = plot_comparison(comp, out / "comparison")
@@ -154,3 +161,100 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
     log(table.rstrip("\n"))
     log(f"wrote {out / 'comparison.md'}, comparison.json, {', '.join(p.name for p in plots)}")
     return comp
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+SWEPT_KEYS = ("train.base_lr", "prompt.length")
+
+
+def sweep_point_dir(out: str | Path, method: str, lr: str, length: int) -> Path:
+    """<out>/<method>/lr<lr>-p<length>: one point of a sweep (comparison.json, plots, log; its runs in runs/)."""
+    return Path(out) / method / f"lr{lr}-p{length}"
+
+
+def run_sweep(config: str | Path, overrides: list[str], methods: list[str], lrs: list[str], lengths: list[int],
+              seeds: int, out: str | Path, reuse: bool = True, log: Callable[[str], None] = print) -> list[Path]:
+    """Every method x learning rate x prompt length, `seeds` seeds each, through run_comparison (one method per point,
+    its own reference) into sweep_point_dir(...). A point whose comparison.json already holds these seeds is skipped;
+    otherwise finished runs are collected and unfinished ones resumed, so the sweep can be stopped and restarted.
+    Every point is planned (configs, weights files, run folders) before the first one trains. Returns the
+    comparison.json paths."""
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise NVPTError(f"unknown method {bad[0]!r}; a sweep takes method names: {', '.join(METHODS)}")
+    swept = [o for o in overrides if o.split("=", 1)[0].strip() in SWEPT_KEYS]
+    if swept:
+        raise NVPTError(f"override {swept[0]!r} is not allowed: the sweep sets {', '.join(SWEPT_KEYS)} per point")
+    for lr in lrs:
+        try:
+            if float(lr) <= 0:
+                raise ValueError
+        except ValueError:
+            raise NVPTError(f"learning rate {lr!r} must be a positive number") from None
+    if not lrs or not lengths or any(int(n) < 1 for n in lengths):
+        raise NVPTError("a sweep needs at least one learning rate and prompt lengths >= 1")
+    points = []
+    for method in methods:
+        for length in lengths:
+            for lr in lrs:
+                folder = sweep_point_dir(out, method, lr, length)
+                point = list(overrides) + [f"train.base_lr={lr}", f"prompt.length={length}", f"output_dir={folder / 'runs'}"]
+                check_methods([method], method, seeds, point)
+                plan_comparison(config, point, [method], seeds, reuse)  # raises before anything trains
+                points.append((method, folder, point))
+    files = []
+    for i, (method, folder, point) in enumerate(points, 1):
+        done = folder / "comparison.json"
+        if reuse and done.is_file() and json.loads(done.read_text()).get("seeds") == list(range(seeds)):
+            log(f"[point {i}/{len(points)}] {folder}: done")
+        else:
+            log(f"[point {i}/{len(points)}] {folder}")
+            run_comparison(config, point, [method], seeds, method, reuse, folder, log=log)
+        files.append(done)
+    return files
+
+
+def run_final(config: str | Path, overrides: list[str], settings: list[dict], target: float, lengths: list[int],
+              lrs: list[str], seeds: int, out: str | Path, methods: tuple[str, ...] = ("vpt_deep", "spike_nvpt"),
+              reuse: bool = True, log: Callable[[str], None] = print) -> str:
+    """The pre-registered final of the fronts (docs/protocol.md): per prompt length, each method at the sweep setting
+    picked by nvpt.robustness.fronts.pick_setting, written as a variant config <out>/p<length>/<method>.yaml (the
+    record of the choice), then run_comparison of the variants (reference: the first method) into <out>/p<length>.
+    The sweep must hold every method x length x lr in `lrs`. Every length is planned before the first run trains.
+    Returns final_markdown(...)."""
+    from nvpt.robustness.fronts import final_markdown, lr_label, pick_setting
+
+    swept = [o for o in overrides if o.split("=", 1)[0].strip() in SWEPT_KEYS]
+    if swept:
+        raise NVPTError(f"override {swept[0]!r} is not allowed: the final takes {', '.join(SWEPT_KEYS)} from its picks")
+    for method in methods:  # the rule picks among the whole sweep, never a part of it
+        for length in lengths:
+            have = {s["lr"] for s in settings if (s["method"], s["length"]) == (method, length)}
+            missing = sorted({float(lr) for lr in lrs} - have)
+            if missing:
+                raise NVPTError(f"the sweep lacks {method} at {length} tokens with lr {', '.join(f'{m:g}' for m in missing)}: "
+                                "finish the sweep (bash tools/reproduce_study.sh fronts) before the final")
+    picks, plans = {}, []
+    for length in lengths:
+        picks[length] = {m: pick_setting(settings, m, length, target) for m in methods}
+        folder = Path(out) / f"p{length}"
+        folder.mkdir(parents=True, exist_ok=True)
+        variants = []
+        for method, s in picks[length].items():
+            variant = folder / f"{method}.yaml"
+            base = os.path.relpath(Path(config).resolve(), folder.resolve())
+            atomic_write_text(variant, f"# fronts-final (docs/protocol.md): {method} at {lr_label(s['lr'])}, {length} "
+                                       f"tokens, picked for clean accuracy {target:g} % on validation\n"
+                                       f"_base_: {base}\nprompt:\n  method: {method}\n  length: {length}\n"
+                                       f"train:\n  base_lr: {s['lr']!r}\n")
+            variants.append(str(variant))
+        point = list(overrides) + [f"output_dir={folder / 'runs'}"]
+        check_methods(variants, methods[0], seeds, point)
+        plan_comparison(config, point, variants, seeds, reuse)
+        plans.append((length, folder, point, variants))
+    comps = {}
+    for length, folder, point, variants in plans:
+        log(f"[final] {length} tokens: " + ", ".join(f"{m} {lr_label(s['lr'])}" for m, s in picks[length].items()))
+        comps[length] = run_comparison(config, point, variants, seeds, methods[0], reuse, folder, log=log)
+    return final_markdown(target, picks, comps)

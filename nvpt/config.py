@@ -62,6 +62,7 @@ SCHEMA: dict[str, Key] = {
     "model.name": _k("vit_base_patch16_224.orig_in21k", "str", "any timm VisionTransformer (vit_*, deit_*, ...) or SwinTransformer (swin_*) name, with optional .tag"),
     "model.pretrained": _k(True, "bool", "load the timm hub weights of model.name (needs internet or a warm hub cache)"),
     "model.pretrained_file": _k(None, "str", "local .safetensors/.pth/.bin backbone weights (used instead of the hub)", nullable=True),
+    "model.pretrained_file_howto": _k(None, "str", "how to make model.pretrained_file, told in the error when the file is missing (e.g. the pretraining command)", nullable=True),
     "model.num_classes": _k(None, "int", "classifier outputs; null: taken from the dataset", min=1, nullable=True),
     "model.img_size": _k(None, "int", "input size; null: the model's default", min=1, nullable=True),
     "model.in_chans": _k(None, "int", "input channels; null: the model's default (3)", min=1, nullable=True),
@@ -374,6 +375,16 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         name, value = parse_override(text)
         flat[name] = value
     return build_config(flat)
+
+
+def check_pretrained_file(cfg: Config) -> None:
+    """model.pretrained_file, when set, must be a file: else one line naming it and, when the config says
+    (model.pretrained_file_howto), how to make it. Cheap: callers check before any run folder exists."""
+    path = cfg.model.pretrained_file
+    if path and not Path(path).is_file():
+        howto = cfg.model.pretrained_file_howto
+        raise NVPTError(f"weights file not found: {path} (model.pretrained_file); "
+                        + (howto if howto else "pass an existing file, or model.pretrained_file=null for random init"))
 
 
 def dump_config(cfg: Config, path: str | Path | None = None) -> str:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every number in docs/results.md comes from these commands (CPU, 2 cores; about 3 h without the appendix).
+# Every number in docs/results.md comes from these commands (CPU, 2 cores; about 3 h without the appendix and the
+# fronts of section 6, which add about 13 h of one core).
 # Finished runs are reused, unfinished ones resumed, so the script can be stopped and restarted.
 #   bash tools/reproduce_results.sh            # sections 1-5
 #   bash tools/reproduce_results.sh appendix   # the first protocol, on the Fashion-MNIST backbone
@@ -68,3 +69,11 @@ done
 # 5. The demo (README) and its figures (visualizations/)
 $PY tools/demo.py
 $PY tools/visualize_spikes.py runs/demo/spike_nvpt-s0 --runs runs/demo/spike_nvpt-s0 runs/demo/vpt_deep-s0 --out visualizations
+
+# 6. Accuracy-robustness fronts (issue 22; docs/protocol.md, "Fronts"), each case resumable, in this order: the sweep
+#    on validation (~4 h on one core), the pre-registered final on test (~2 h); the 64-px regime needs
+#    nvpt/assets/demo_backbone64.safetensors (nvpt/assets/DEMO_BACKBONE64.md): its probe (~20 min), its sweep (~6.5 h)
+bash tools/reproduce_study.sh fronts
+bash tools/reproduce_study.sh fronts-final
+bash tools/reproduce_study.sh probe64
+bash tools/reproduce_study.sh fronts64

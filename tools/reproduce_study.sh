@@ -7,13 +7,31 @@
 #   bash tools/reproduce_study.sh matched             # post hoc: both methods at 32 tokens, grayscale and colour
 #   bash tools/reproduce_study.sh peft-select [METHOD...]  # issue 21: the PEFT baselines' recipes on validation
 #   bash tools/reproduce_study.sh peft-final          # issue 21: every method, test split, 5 seeds, full suite
-# Tables: runs/study/<method>/sweep.md and runs/study/variants/comparison.md (copied to docs/results/).
+# Issue 22, accuracy-robustness fronts (docs/protocol.md, "Fronts"; run in this order):
+#   bash tools/reproduce_study.sh fronts              # both methods, lr x {8, 32} tokens x 3 seeds, validation
+#   bash tools/reproduce_study.sh fronts-final        # the pre-registered final: 5 seeds, test split
+#   bash tools/reproduce_study.sh probe64             # the 64-px backbone against random init, frozen linear probe
+#   bash tools/reproduce_study.sh fronts64            # the minority-prompt regime: 64 px, lr x {8, 16} tokens
+# Tables: runs/study/<method>/sweep.md and runs/study/variants/comparison.md (copied to docs/results/); the fronts'
+# cases write docs/results/study/fronts*.md, probe64.md and the figures themselves.
+# Environment (defaults in brackets; the plumbing test shrinks everything with them): PY [.venv/bin/python],
+# OUT [runs/study], DOCS [docs/results/study], LRS [0.25 0.5 1 2 4], LRS64 [0.25 1 4], SEEDS [3], FINAL_SEEDS [5],
+# ARGS [extra key=value overrides for every run of the fronts' cases], FRONTS_CFG, FRONTS64_CFG [the task configs].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 CFG=configs/experiments/textures.yaml
-OUT=runs/study
+OUT=${OUT:-runs/study}
+DOCS=${DOCS:-docs/results/study}
+LRS=${LRS:-0.25 0.5 1 2 4}
+LRS64=${LRS64:-0.25 1 4}  # fronts64: the study's step-1 grid (a 64-px run costs about 2.5 times a 32-px one)
+SEEDS=${SEEDS:-3}
+FINAL_SEEDS=${FINAL_SEEDS:-5}
+ARGS=${ARGS:-}
+FRONTS_CFG=${FRONTS_CFG:-configs/experiments/textures_fronts.yaml}
+FRONTS64_CFG=${FRONTS64_CFG:-configs/experiments/textures64.yaml}
+TARGET=95  # fronts-final's clean-accuracy target (%), fixed in docs/protocol.md before the sweep ran
 
 point() {  # method lr epochs length -> $POINTS/<method>/lr<lr>-e<epochs>-p<length>/comparison.json
   local dir=${POINTS:-$OUT}/$1/lr$2-e$3-p$4
@@ -27,6 +45,13 @@ matched() {  # config runs-dir out-dir: both methods with Spike-NVPT's chosen re
   mkdir -p $3
   $PY tools/compare.py $1 train.threads=1 eval.split=val train.base_lr=0.25 train.epochs=48 prompt.length=32 \
       output_dir=$2 --out $3 --methods spike_nvpt vpt_deep --seeds 3 > $3/log.txt
+}
+
+sweep_fronts() {  # config "lrs" "lengths" name title: both methods, validation split -> $OUT/<name>, $DOCS/<name>.md/.png
+  $PY tools/fronts.py sweep $1 train.threads=1 eval.split=val $ARGS --methods vpt_deep spike_nvpt \
+      --lrs $2 --lengths $3 --seeds $SEEDS --out $OUT/$4
+  mkdir -p $DOCS
+  $PY tools/fronts.py table $OUT/$4/*/*/comparison.json --out $DOCS/$4 --title "$5"
 }
 
 best() {  # method -> the point with the best mean clean validation accuracy so far
@@ -124,6 +149,37 @@ case "${1:-}" in
     matched $CFG $OUT/posthoc/vpt_deep/lr0.25-e48-p32/runs $OUT/matched_length32
     matched configs/experiments/textures_color.yaml $OUT/matched_length32_color/runs $OUT/matched_length32_color
     ;;
+  fronts)
+    # every method x lr x {8, 32} tokens, validation split; the table, effective robustness and figure
+    sweep_fronts $FRONTS_CFG "$LRS" "8 32" fronts "Fronts: grayscale study task, validation split"
+    ;;
+  fronts-final)
+    # the rule of docs/protocol.md ("Fronts"): per length, each method at the lr closest to $TARGET % clean (validation)
+    mkdir -p $DOCS
+    $PY tools/fronts.py final $FRONTS_CFG train.threads=1 eval.split=test $ARGS --sweep $OUT/fronts \
+        --target $TARGET --lengths 8 32 --lrs $LRS --seeds $FINAL_SEEDS --out $OUT/fronts_final --md $DOCS/fronts_final.md
+    ;;
+  fronts64)
+    # the minority-prompt regime: 64 px, at most a quarter of the 81 tokens as prompts (8, 16); validation split
+    sweep_fronts $FRONTS64_CFG "$LRS64" "8 16" fronts64 "Fronts at 64 px (the minority-prompt regime), validation split"
+    ;;
+  probe64)
+    # does the 64-px backbone carry images? A frozen linear probe on it against one on a random-init ViT of the same
+    # shape (grayscale, clean validation crops, paired by seed; done when the gain is >= 10 points)
+    dir=$OUT/probe64
+    mkdir -p $dir $DOCS
+    base=$(realpath $FRONTS64_CFG)
+    printf '_base_: %s\nprompt:\n  method: linear\n' "$base" > $dir/pretrained.yaml
+    printf '_base_: %s\nprompt:\n  method: linear\nmodel:\n  pretrained_file: null\n' "$base" > $dir/random.yaml
+    $PY tools/compare.py $FRONTS64_CFG train.threads=1 eval.split=val eval.corruptions=[] eval.gaussian_std=[] $ARGS \
+        output_dir=$dir/runs --out $dir --methods $dir/pretrained.yaml $dir/random.yaml --reference random \
+        --seeds $SEEDS > $dir/log.txt
+    { echo "# Frozen linear probe, 64-px backbone against random init (grayscale, validation crops)"; echo
+      echo "bash tools/reproduce_study.sh probe64; done when pretrained − random is at least 10 points."; echo
+      cat $dir/comparison.md; } > $DOCS/.probe64.md.tmp && mv $DOCS/.probe64.md.tmp $DOCS/probe64.md
+    cat $DOCS/probe64.md
+    ;;
   *)
-    echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants | matched | peft-select [METHOD...] | peft-final" >&2; exit 2 ;;
+    echo "usage: bash tools/reproduce_study.sh recipe METHOD | variants | matched | peft-select [METHOD...] | peft-final | fronts | fronts-final | fronts64 | probe64" >&2
+    exit 2 ;;
 esac

@@ -20,7 +20,8 @@ from nvpt.errors import NVPTError
 
 # keys that do not change what a run computes (or are rewritten when it resumes)
 IGNORED_KEYS = {"output_dir", "run_name", "train.resume", "train.threads", "train.save_every", "data.num_workers",
-                "data.cache", "data.cache_dir", "data.cache_memory_gb"}
+                "data.cache", "data.cache_dir", "data.cache_memory_gb",
+                "model.pretrained_file_howto"}
 
 
 def config_differences(planned: Config, saved: Config) -> list[str]:

@@ -12,6 +12,7 @@ from timm.models import swin_transformer
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
+from nvpt.config import check_pretrained_file
 from nvpt.errors import NVPTError
 
 log = logging.getLogger("nvpt")
@@ -111,6 +112,7 @@ def create_backbone(cfg) -> VisionTransformer | SwinTransformer:
     """timm ViT or Swin per cfg.model; num_classes must already be resolved (an int)."""
     m = cfg.model
     _check_model_name(m.name)
+    check_pretrained_file(cfg)  # before timm builds anything: the error says how to make the file
     kwargs = {"num_classes": m.num_classes}
     if m.img_size is not None:
         kwargs["img_size"] = m.img_size
