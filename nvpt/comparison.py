@@ -6,7 +6,9 @@ A method's own recipe, when the config folder holds <config stem>_<m>.yaml (e.g.
 is read from that file instead. A method entry may also be a YAML file (a variant, e.g. an
 study variant in configs/study/): it is labelled by its file name and trained as it says.
 With reuse (the default) a run folder that already holds results.json for the same config is
-collected instead of retrained, and an unfinished one is resumed (nvpt.engine.plan). Writes
+collected instead of retrained, and an unfinished one is resumed (nvpt.engine.plan); a finished
+run evaluated with an older corruption code version (other noisy images) is refused unless
+tools/eval_robustness.py has re-evaluated it (finished_summary). Writes
 comparison.md, comparison.json and comparison.png/.pdf to `out`.
 
     jobs = plan_comparison("configs/dtd.yaml", [], ["spike_nvpt", "vpt_deep"], seeds=3)
@@ -22,10 +24,11 @@ from pathlib import Path
 from typing import Callable
 
 from nvpt.config import METHODS, Config, load_config
-from nvpt.engine.checkpoint import atomic_write_text
+from nvpt.engine.checkpoint import BEST, atomic_write_text
 from nvpt.engine.plan import plan_run
 from nvpt.errors import NVPTError
 from nvpt.robustness.compare import compare_runs, comparison_markdown, family_markdown, plot_comparison, summary_markdown
+from nvpt.robustness.corruptions import CORRUPTION_VERSION, RERUN_HINT, corruption_version
 from nvpt.robustness.evaluate import robustness_sets
 from nvpt.robustness.report import write_json
 
@@ -89,10 +92,40 @@ def plan_comparison(config: str | Path, overrides: list[str], methods: list[str]
             cfg = load_config(path, list(overrides) + implied + [f"seed={seed}", f"run_name={stem}-{method}-s{seed}"])
             run_dir = Path(cfg.output_dir) / cfg.run_name
             jobs.append(Job(method, seed, cfg, run_dir, plan_run(cfg, run_dir, reuse)))
+    for job in jobs:
+        if job.action == "reuse":
+            finished_summary(job.run_dir)  # an outdated one fails now, before any training
     labels = list(dict.fromkeys(job.method for job in jobs))
     if len(labels) != len(methods):
         raise NVPTError(f"--methods gives two entries the same label: {' '.join(methods)}")
     return jobs
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NVPTError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+
+
+def finished_summary(run_dir: Path) -> dict:
+    """A finished run's results.json. When it was evaluated with an older corruption code version
+    (CORRUPTION_VERSION: other noisy images), its corrupted accuracies come from the
+    robustness/robustness.json that `tools/eval_robustness.py RUN` wrote with the current version
+    (checkpoint-best, the same sets and noise seed); without one it is an error."""
+    results = _read_json(run_dir / "results.json")
+    version = corruption_version(results)
+    if version == CORRUPTION_VERSION or not results.get("sets"):
+        return results
+    redo = run_dir / "robustness" / "robustness.json"
+    if redo.is_file():
+        again = _read_json(redo)
+        if (corruption_version(again) == CORRUPTION_VERSION and Path(str(again.get("checkpoint", ""))).name == BEST
+                and set(again.get("sets", {})) == set(results["sets"]) and again.get("noise_seed") == results.get("noise_seed")):
+            return {**results, **{k: v for k, v in again.items() if k != "reference"}}
+    raise NVPTError(f"run {run_dir} was evaluated with corruption code version {version} (this code makes version "
+                    f"{CORRUPTION_VERSION}: other noisy images); {RERUN_HINT.replace('their', 'its').replace('RUN', str(run_dir))}, "
+                    f"or retrain it into another output_dir")
 
 
 def run_comparison(config: str | Path, overrides: list[str], methods: list[str], seeds: int,
@@ -116,10 +149,7 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
             start = time.time()
             run_training(job.cfg, config_path=config, log=lambda msg: log(textwrap.indent(msg, "    ")))
             log(f"{head} done in {time.time() - start:.0f} s")
-        try:
-            results[job.method].append(json.loads((job.run_dir / "results.json").read_text()))
-        except (OSError, ValueError) as exc:
-            raise NVPTError(f"cannot read {job.run_dir / 'results.json'}: {str(exc).splitlines()[0]}") from None
+        results[job.method].append(finished_summary(job.run_dir))
 
     comp = compare_runs(results, reference=reference)
     base = load_config(config, overrides)

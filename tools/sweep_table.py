@@ -18,6 +18,7 @@ from nvpt.cli import parser, run_main
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.errors import NVPTError
 from nvpt.robustness.compare import best_row, sweep_markdown, sweep_rows
+from nvpt.robustness.corruptions import check_versions
 
 
 def main(argv):
@@ -42,6 +43,7 @@ def main(argv):
             comparisons[label] = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise NVPTError(f"cannot read {path}: {str(exc).splitlines()[0]} (pass comparison.json files of tools/compare.py)") from None
+    check_versions(comparisons, "comparisons")  # comparison.json of one code version each (missing: 1)
     rows = sweep_rows(comparisons)
     pool = [r for r in rows if args.method in (None, r["method"]) and r["method"] not in args.exclude]
     if not pool:

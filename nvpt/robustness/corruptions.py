@@ -44,6 +44,29 @@ from nvpt.robustness.rng import SampleStreams, set_key
 # it is version 1. 1: per-sample CPU torch.Generator (up to commit 5fb576b); 2: counter-based
 # streams on the images' device (nvpt/robustness/rng.py).
 CORRUPTION_VERSION = 2
+RERUN_HINT = "rerun their evaluation with tools/eval_robustness.py RUN"
+
+
+def corruption_version(summary: dict) -> int:
+    """The corruption code version a summary (results.json, robustness.json, comparison.json)
+    was evaluated with: its "corruption_version", 1 when it has none (made before the field)."""
+    return int(summary.get("corruption_version", 1)) if isinstance(summary, dict) else 1
+
+
+def check_versions(summaries: dict[str, dict], what: str = "runs") -> int | None:
+    """Refuse to put together summaries evaluated with different corruption versions (their
+    noisy images differ): one NVPTError line naming them. Summaries without corrupted sets
+    (clean accuracy only) do not count. Returns the common version (None if none counts)."""
+    versions: dict[int, list[str]] = {}
+    for name, summary in summaries.items():
+        if isinstance(summary, dict) and summary.get("sets", True):
+            versions.setdefault(corruption_version(summary), []).append(name)
+    if len(versions) > 1:
+        parts = "; ".join(f"version {v}: {', '.join(names)}" for v, names in sorted(versions.items()))
+        old = [n for v, names in versions.items() if v < max(versions) for n in names]
+        raise NVPTError(f"{what} were evaluated on different noisy images (corruption code {parts}); "
+                        f"{RERUN_HINT} for {', '.join(old)} (or retrain them) so that all have version {max(versions)}")
+    return next(iter(versions), None)
 
 GAUSSIAN = "gaussian"  # plain additive Gaussian noise with an explicit sigma
 SEVERITIES = (1, 2, 3, 4, 5)
