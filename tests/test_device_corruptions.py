@@ -176,3 +176,21 @@ def test_poisson_rate_zero_and_mixed_rates():
     assert torch.equal(k[rates == 0], torch.zeros_like(k[rates == 0]))
     for r in (3.0, 12.0, 450.0):
         assert abs(k[rates == r].mean().item() - r) < 5 * math.sqrt(r / 1000)
+
+
+def test_streams_are_pinned_to_the_corruption_version():
+    """The integers behind version 2's noisy images. If this fails the streams changed: every
+    noisy image changes, so bump CORRUPTION_VERSION (and its tag in rng.py) and update these."""
+    from nvpt.robustness.corruptions import CORRUPTION_VERSION
+
+    assert CORRUPTION_VERSION == 2 and rng.VERSION_TAG == "v2"
+    assert sample_streams(0, "gaussian_noise", 1, torch.tensor([0, 1])).words(0, 3).tolist() == [
+        [3644110008, 1756477958, 520005704], [2196487505, 2526746272, 3362274836]]
+    assert sample_streams(0, GAUSSIAN, None, torch.tensor([5]), sigma=0.1).words(2, 2).tolist() == [
+        [3608431695, 3423053995]]
+
+
+def test_a_stream_longer_than_its_counters_is_refused():
+    s = rng.SampleStreams(rng.set_key(0, "t", "d"), torch.arange(1), "cpu")
+    with pytest.raises(ValueError):
+        s.words(0, 2, start=2 ** 32 - 1)

@@ -88,6 +88,8 @@ class SampleStreams:
 
     def words(self, stream: int, n: int, start: int = 0) -> Tensor:
         """[B, n] 32-bit words (int64) of counters start .. start + n - 1 of `stream`."""
+        if int(start) + int(n) > 1 << 32:  # n * g must stay below 2**63 (g < 2**31)
+            raise ValueError(f"a stream has 2**32 counters; asked for {start} + {n}")
         g, b = self._weyl(stream)
         counter = torch.arange(int(start), int(start) + int(n), dtype=torch.int64, device=self.device)
         return mix((counter[None] * g + b) & MASK)
