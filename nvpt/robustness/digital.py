@@ -62,8 +62,10 @@ def pixelate(x: Tensor, c, draws, table: str) -> Tensor:
 
 def jpeg_compression(x: Tensor, c, draws, table: str) -> Tensor:
     """The one corruption computed on the CPU: Pillow's JPEG codec, image by image (the batch is
-    copied to the host and back). ImageNet-C uses Pillow's encoder; torchvision's nvJPEG on CUDA
-    quantises and subsamples differently, so it would not give the reference's images."""
+    copied to the host and back), as ImageNet-C. torchvision 0.29's encode_jpeg/decode_jpeg
+    also take CUDA tensors, but there they run nvJPEG, another encoder, whose output could not
+    be checked against Pillow's without a GPU (on the CPU torchvision's bytes equal Pillow's:
+    both are libjpeg-turbo); and torchvision deprecates its codec from 0.29 on (TorchCodec)."""
     from PIL import Image
 
     B, C, H, W = x.shape
