@@ -1,21 +1,33 @@
 # make demo   - offline demo: Spike-NVPT vs VPT-deep on real textures, clean and noisy (~10 min on 2 cores)
 # make test   - the test suite (CPU, offline)
-# make paper  - the paper's experiment on DTD and the VTAB-1k natural tasks (GPU, internet; resumable)
+# make gpu    - on a CUDA machine, the CuPy that matches torch's CUDA (make paper runs it first; no-op on CPU)
+# make paper  - the paper's experiment on DTD and the VTAB-1k natural tasks (GPU, internet; resumable);
+#              make paper BENCHMARK=vtab|fgvc|all: VTAB-1k's 19 tasks and / or the 5 FGVC sets
 # All create .venv and install the pinned packages first.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+GPU_STAMP := $(VENV)/.gpu-$(shell sha1sum pyproject.toml | cut -c1-12)
 # One thread per process: torch slows down several-fold on 2 cores when the other one is busy.
 RUN_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup test demo pretrain paper benchmark benchmark-demo benchmark-corruptions clean
+.PHONY: setup gpu test demo pretrain paper benchmark benchmark-demo benchmark-corruptions clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[test]"
 	rm -f $(VENV)/.installed-* && touch $@
+
+# On a CUDA machine: the CuPy extra that matches torch's CUDA (.[gpu] for CUDA 13, .[gpu-cu12] for 12), so that the
+# Signal Filtering Layer runs SpikingJelly's CuPy kernel; nothing on a machine without CUDA (tools/cupy_extra.py).
+gpu: $(GPU_STAMP)
+
+$(GPU_STAMP): $(STAMP)
+	extra=$$($(BIN)/python tools/cupy_extra.py) && \
+	if [ -n "$$extra" ]; then $(BIN)/pip install -q --disable-pip-version-check -e ".[test,$$extra]"; fi
+	rm -f $(VENV)/.gpu-* && touch $@
 
 test: $(STAMP)
 	$(RUN_ENV) $(BIN)/python -m pytest -q
@@ -29,9 +41,10 @@ pretrain: $(STAMP)
 
 # Spike-NVPT, VPT-deep, linear, full x 6 tasks x 3 seeds; prints the plan and its estimated GPU time first,
 # reuses finished runs and resumes unfinished ones (runs/paper). Downloads data (torchvision) and weights (timm).
-# Pass options through ARGS, e.g. make paper ARGS="--estimate-only" or ARGS="data.num_workers=12".
-paper: $(STAMP)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python tools/reproduce_paper.py $(ARGS)
+# Installs the matching CuPy first on a CUDA machine (make gpu). Pass options through ARGS, e.g. make paper ARGS="--estimate-only" or ARGS="data.num_workers=12".
+# make paper BENCHMARK=vtab|fgvc|all: the benchmark, each task's lr x wd chosen on val first (docs/datasets.md).
+paper: $(GPU_STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python tools/reproduce_paper.py $(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(ARGS)
 
 # ViT-B/16 (configs/dtd.yaml, random weights: speed does not depend on them), ~12 min on one core
 benchmark: $(STAMP)

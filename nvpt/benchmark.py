@@ -232,6 +232,9 @@ def build_models(args, device: torch.device) -> dict:
     vpt_cfg = load_cfg(args.config, args.overrides, args.weights, [f"prompt.method={vpt_method}"])
     torch.manual_seed(spike_cfg.seed)
     spike = build_model(spike_cfg).to(device)
+    if not hasattr(spike.backbone, "blocks"):  # the targets and the blocks-only diagnostic count ViT tokens
+        raise NVPTError(f"the benchmark measures ViT backbones; '{spike_cfg.model.name}' is a "
+                        f"{type(spike.backbone).__name__} (pass a vit_* config)")
     vpt = build_model(vpt_cfg).to(device)
     if tuple(vpt.prompts.shape) != tuple(spike.prompts.shape):
         raise NVPTError(f"prompt shapes differ: {vpt_method} {tuple(vpt.prompts.shape)} vs spike_nvpt {tuple(spike.prompts.shape)}")
@@ -485,6 +488,7 @@ def corruption_suite_benchmark(config: str, overrides: list[str], corruptions: l
     """nvpt.robustness.speed.time_suite on the config's test set (preloaded), the model as configured (deployed):
     corrupting and classifying every batch as the final evaluation does. Target: <= 300 s for the demo's 800
     test images on 2 cores (docs/performance.md)."""
+    from nvpt.data.cache import unit_float
     from nvpt.engine.distributed import DistInfo
     from nvpt.engine.loop import Normalize
     from nvpt.engine.run import make_loader, prepare_data
@@ -497,7 +501,7 @@ def corruption_suite_benchmark(config: str, overrides: list[str], corruptions: l
     bundle, img_size = prepare_data(cfg)
     model = build_model(cfg).to(device).eval().deploy()
     loader = make_loader(bundle.test, batch_size or cfg.data.eval_batch_size, cfg, DistInfo(), False, device)
-    batches = [(images, ids) for images, _, ids in loader]
+    batches = [(unit_float(images), ids) for images, _, ids in loader]
     result = time_suite(model, batches, Normalize(bundle.mean, bundle.std).to(device), device, sets,
                         resolve_table(cfg.eval.corruption_table, img_size), cfg.eval.seed)
     result.update(config=config, overrides=list(overrides), device_name=device_name(device),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from typing import Callable, Sequence
@@ -19,6 +20,17 @@ def parser(description: str, prog: str | None = None) -> argparse.ArgumentParser
     p = _ArgumentParser(description=description, prog=prog)
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return p
+
+
+def finite_float(text: str) -> float:
+    """argparse type of a numeric flag: a float that is not NaN or infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def _one_line(exc: BaseException) -> str:

@@ -22,10 +22,12 @@ import yaml
 
 from nvpt.errors import NVPTError
 
-METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full")
+METHODS = ("linear", "vpt_shallow", "vpt_deep", "spike_nvpt", "full", "bitfit", "adapter", "lora", "ssf")
+# the conventional parameter-efficient baselines (nvpt/models/peft_vit.py): no prompts, their own trainable parts
+PEFT_METHODS = ("bitfit", "adapter", "lora", "ssf")
 # the VTAB-1k natural tasks that torchvision downloads (besides dtd); nvpt/data/torchvision_tasks.py
 TORCHVISION_TASKS = ("cifar100", "caltech101", "oxford_flowers102", "oxford_iiit_pet", "svhn")
-DATASETS = ("dtd", *TORCHVISION_TASKS, "vtab", "image_folder", "textures", "fashion_mnist", "synthetic")
+DATASETS = ("dtd", *TORCHVISION_TASKS, "vtab", "fgvc", "image_folder", "textures", "fashion_mnist", "synthetic")
 SYNTHETIC_FAMILIES = ("dead_leaves", "spectral", "sinusoids", "gabor", "fractal")
 # The 19 corruptions of ImageNet-C / CIFAR-10-C, grouped by family (nvpt.robustness.corruptions.FAMILIES):
 # noise, blur, weather, digital; each family's ImageNet-C "extra" corruption comes last in it.
@@ -57,9 +59,10 @@ SCHEMA: dict[str, Key] = {
     "output_dir": _k("runs", "str", "folder that holds run folders"),
     "run_name": _k(None, "str", "run folder name; null: <config stem>-<method>-s<seed>", nullable=True),
 
-    "model.name": _k("vit_base_patch16_224.orig_in21k", "str", "any timm VisionTransformer name (with optional .tag)"),
+    "model.name": _k("vit_base_patch16_224.orig_in21k", "str", "any timm VisionTransformer (vit_*, deit_*, ...) or SwinTransformer (swin_*) name, with optional .tag"),
     "model.pretrained": _k(True, "bool", "load the timm hub weights of model.name (needs internet or a warm hub cache)"),
     "model.pretrained_file": _k(None, "str", "local .safetensors/.pth/.bin backbone weights (used instead of the hub)", nullable=True),
+    "model.pretrained_file_howto": _k(None, "str", "how to make model.pretrained_file, told in the error when the file is missing (e.g. the pretraining command)", nullable=True),
     "model.num_classes": _k(None, "int", "classifier outputs; null: taken from the dataset", min=1, nullable=True),
     "model.img_size": _k(None, "int", "input size; null: the model's default", min=1, nullable=True),
     "model.in_chans": _k(None, "int", "input channels; null: the model's default (3)", min=1, nullable=True),
@@ -69,6 +72,15 @@ SCHEMA: dict[str, Key] = {
     "prompt.length": _k(10, "int", "prompt tokens per layer (P)", min=0),
     "prompt.dropout": _k(0.0, "float", "dropout on prompt tokens, an independent mask per sample", min=0.0, max=1.0),
     "prompt.deep": _k(True, "bool", "spike_nvpt only: prompts before every block (true) or the first one only (false)"),
+
+    "adapter.bottleneck": _k(64, "int", "adapter: hidden width of AdaptFormer's parallel bottleneck adapter in every block's MLP (64: AdaptFormer's)", min=1),
+    "adapter.scale": _k(0.1, "float", "adapter: the fixed scale s on the adapter's output (0.1: AdaptFormer's)", min=0.0, min_exclusive=True),
+    "adapter.dropout": _k(0.0, "float", "adapter: dropout between the adapter's ReLU and its up-projection (training only)", min=0.0, max=1.0),
+    "lora.rank": _k(8, "int", "lora: rank r of the low-rank update B A (Hugging Face peft LoraConfig.r)", min=1),
+    "lora.alpha": _k(8.0, "float", "lora: peft's lora_alpha; the update is scaled by alpha / rank", min=0.0, min_exclusive=True),
+    "lora.dropout": _k(0.0, "float", "lora: peft's lora_dropout on the LoRA branch's input (training only)", min=0.0, max=1.0),
+    "lora.mlp": _k(False, "bool", "lora: also adapt every block's MLP (fc1, fc2); false: the attention's qkv projections only"),
+    "ssf.init_std": _k(0.02, "float", "ssf: scales start at N(1, init_std^2), shifts at N(0, init_std^2) (SSF's init)", min=0.0),
 
     "spike.time_steps": _k(2, "int", "T: steps the Signal Filtering Layer integrates the prompt current (2: best in docs/results.md)", min=1),
     "spike.v_threshold": _k(1.0, "float", "IF neuron firing threshold", min=0.0, min_exclusive=True),
@@ -96,12 +108,12 @@ SCHEMA: dict[str, Key] = {
 
     "data.name": _k("dtd", "str", "dataset", choices=DATASETS),
     "data.root": _k("data", "str", "folder holding the dataset (see README: Datasets)"),
-    "data.task": _k(None, "str", "vtab: task folder under data.root (e.g. dtd, cifar100)", nullable=True),
-    "data.protocol": _k("final", "str", "vtab, dtd and the torchvision tasks: tune = train on 800, validate on 200; final = train on all 1,000, no validation", choices=("tune", "final")),
+    "data.task": _k(None, "str", "vtab: task folder under data.root (one of the 19 of nvpt/suites.py, e.g. dtd, cifar); fgvc: cub, nabirds, oxford_flowers, stanford_dogs or stanford_cars", nullable=True),
+    "data.protocol": _k("final", "str", "vtab, dtd and the torchvision tasks: tune = train on 800, validate on 200; final = train on all 1,000, no validation. fgvc: tune = train.json + val.json; final = train.json, no validation", choices=("tune", "final")),
     "data.vtab1k": _k(True, "bool", "dtd and the torchvision tasks: VTAB-1k, 800 + 200 images drawn from the official splits with data.split_seed; false: the full official splits"),
-    "data.split_seed": _k(0, "int", "seed of the VTAB-1k 800/200 draw (and of Caltech-101's 30-per-class training split): fixed across training seeds, as the released lists are", min=0),
+    "data.split_seed": _k(0, "int", "seed of the VTAB-1k 800/200 draw (and of Caltech-101's 30-per-class training split, of the splits that data.download builds for vtab and fgvc): fixed across training seeds, as the released lists are", min=0),
     "data.partition": _k(1, "int", "dtd: official partition 1..10", min=1, max=10),
-    "data.download": _k(False, "bool", "dtd, the torchvision tasks, fashion_mnist: download through torchvision when missing (needs internet)"),
+    "data.download": _k(False, "bool", "dtd, the torchvision tasks, fashion_mnist: download through torchvision when missing (needs internet); vtab: build a missing task folder's lists from torchvision's download where it has the source (docs/datasets.md); fgvc: write the split files of Oxford Flowers (downloaded) and Stanford Cars (torchvision's layout)"),
     "data.transform": _k("vtab", "str", "vtab: resize to the model size; fgvc: random resized crop + flip for training", choices=("vtab", "fgvc")),
     "data.mean": _k(None, "float_list", "normalisation mean; null: the backbone's timm pretrained config", nullable=True),
     "data.std": _k(None, "float_list", "normalisation std; null: the backbone's timm pretrained config", nullable=True),
@@ -119,7 +131,10 @@ SCHEMA: dict[str, Key] = {
     "data.subset": _k(None, "int", "fashion_mnist: use only the first N training images (for a quick run)", min=1, nullable=True),
     "data.batch_size": _k(64, "int", "global batch size (split across torchrun processes)", min=1),
     "data.eval_batch_size": _k(128, "int", "batch size for evaluation", min=1),
-    "data.num_workers": _k(4, "int", "data loader worker processes", min=0),
+    "data.num_workers": _k(4, "int", "data loader worker processes (a cached set is read in the main process)", min=0),
+    "data.cache": _k("auto", "str", "decode once (docs/datasets.md): keep each split's decoded, resized images as uint8, bit for bit the uncached images (deterministic transforms only); auto = the disk cache for image files and arrays, memory for the textures; memory (disk above data.cache_memory_gb); disk; off", choices=("auto", "memory", "disk", "off")),
+    "data.cache_dir": _k(None, "str", "folder of the disk cache (uncompressed .npy files, shared by processes); null: <output_dir>/data-cache", nullable=True),
+    "data.cache_memory_gb": _k(2.0, "float", "largest set kept in memory (GB of uint8); a larger one goes to the disk cache", min=0.0),
 
     "train.epochs": _k(100, "int", "training epochs", min=1),
     "train.optimizer": _k("sgd", "str", "optimizer", choices=("sgd", "adamw")),
@@ -135,7 +150,7 @@ SCHEMA: dict[str, Key] = {
     "train.device": _k("auto", "str", "auto: cuda when available, else cpu", choices=("auto", "cuda", "cpu")),
     "train.threads": _k(None, "int", "torch CPU threads; null: leave torch's default", min=1, nullable=True),
     "train.resume": _k(None, "str", "path of a run folder or checkpoint to continue exactly", nullable=True),
-    "train.save_every": _k(1, "int", "write the resumable checkpoint every N epochs", min=1),
+    "train.save_every": _k(1, "int", "write the resumable checkpoint-last every N epochs and after the last (a resume repeats the epochs since the last write, exactly); the full recipe uses 10: its checkpoint holds every weight and AdamW's moments, about 1 GB for ViT-B/16. checkpoint-best is written on each validation improvement, or once after the last epoch when nothing is selected (no validation split)", min=1),
     "train.max_steps_per_epoch": _k(None, "int", "cap iterations per epoch (quick checks)", min=1, nullable=True),
 
     "eval.gaussian_std": _k([0.05, 0.1, 0.2, 0.3, 0.5], "float_list", "Gaussian noise sigmas (on [0,1] images) for the final evaluation"),
@@ -323,6 +338,9 @@ def _check_relations(cfg: Config) -> None:
         raise NVPTError("config keys spike.init_low/init_high: init_high must be >= init_low")
     if cfg.data.name == "vtab" and not cfg.data.task:
         raise NVPTError("config key 'data.task' must name the VTAB task folder when data.name=vtab (e.g. data.task=dtd)")
+    if cfg.data.name == "fgvc" and not cfg.data.task:
+        raise NVPTError("config key 'data.task' must name the FGVC data set when data.name=fgvc (cub, nabirds, "
+                        "oxford_flowers, stanford_dogs or stanford_cars)")
     if (cfg.data.mean is None) != (cfg.data.std is None):
         raise NVPTError("config keys data.mean and data.std must be given together (or both null)")
     if cfg.data.mean is not None and len(cfg.data.mean) != len(cfg.data.std):
@@ -357,6 +375,16 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         name, value = parse_override(text)
         flat[name] = value
     return build_config(flat)
+
+
+def check_pretrained_file(cfg: Config) -> None:
+    """model.pretrained_file, when set, must be a file: else one line naming it and, when the config says
+    (model.pretrained_file_howto), how to make it. Cheap: callers check before any run folder exists."""
+    path = cfg.model.pretrained_file
+    if path and not Path(path).is_file():
+        howto = cfg.model.pretrained_file_howto
+        raise NVPTError(f"weights file not found: {path} (model.pretrained_file); "
+                        + (howto if howto else "pass an existing file, or model.pretrained_file=null for random init"))
 
 
 def dump_config(cfg: Config, path: str | Path | None = None) -> str:

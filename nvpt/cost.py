@@ -22,12 +22,16 @@ tools/gpu_check.sh has measured an H200):
 from __future__ import annotations
 
 import copy
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
+from nvpt.suites import FGVC, VTAB, VTAB_TRAIN, VTAB_VAL
 from nvpt.config import TORCHVISION_TASKS, Config
 from nvpt.data import dtd, vtab1k
 from nvpt.data.torchvision_tasks import TASKS
@@ -35,7 +39,10 @@ from nvpt.errors import NVPTError
 from nvpt.models import create_backbone
 from nvpt.robustness.evaluate import robustness_sets
 
-STEP_FORWARDS = {"linear": 1.0, "vpt_shallow": 2.0, "vpt_deep": 2.0, "spike_nvpt": 2.0, "full": 3.0}
+STEP_FORWARDS = {"linear": 1.0, "vpt_shallow": 2.0, "vpt_deep": 2.0, "spike_nvpt": 2.0, "full": 3.0,
+                 # the PEFT baselines, like the prompts, need input gradients through every block; their own
+                 # weight gradients (biases, adapters, low-rank factors, scales) are small next to that
+                 "bitfit": 2.0, "adapter": 2.0, "lora": 2.0, "ssf": 2.0}
 ARRAY_DATASETS = ("cifar100", "svhn", "fashion_mnist", "textures")
 # official split sizes without the VTAB-1k draw (data.vtab1k=false): (train, val or None)
 FULL_SPLITS = {"dtd": (1880, 1880), "cifar100": (50000, None), "caltech101": (3060, None),
@@ -72,7 +79,7 @@ _BODY: dict[tuple, tuple[float, int]] = {}  # (FLOPs without the head, embed_dim
 
 def forward_flops(cfg: Config) -> float:
     """Floating-point operations of one forward pass of one image through cfg's prompted model."""
-    prompts = cfg.prompt.length if cfg.prompt.method not in ("linear", "full") else 0
+    prompts = cfg.prompt.length if cfg.prompt.method in ("vpt_shallow", "vpt_deep", "spike_nvpt") else 0
     m = cfg.model
     key = (m.name, m.img_size, m.in_chans, m.kwargs, prompts)
     if key not in _BODY:
@@ -86,6 +93,8 @@ def _body_flops(cfg: Config, prompts: int) -> tuple[float, int]:
     meta_cfg.model.update(pretrained=False, pretrained_file=None, num_classes=1)
     with torch.device("meta"):  # shapes only: no memory, no weights
         model = create_backbone(meta_cfg)
+    if isinstance(model, SwinTransformer):
+        return _swin_body_flops(model, prompts), model.num_features
     tokens = model.num_prefix_tokens + model.patch_embed.num_patches + prompts
     per_token = sum(2 * m.in_features * m.out_features for block in model.blocks for m in block.modules()
                     if isinstance(m, nn.Linear))
@@ -93,6 +102,30 @@ def _body_flops(cfg: Config, prompts: int) -> tuple[float, int]:
     proj = model.patch_embed.proj
     patches = 2 * model.patch_embed.num_patches * proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1] * proj.out_channels
     return float(per_token * tokens + attention + patches), model.embed_dim
+
+
+def _linear_flops(*linears: nn.Linear) -> int:
+    return sum(2 * m.in_features * m.out_features for m in linears)
+
+
+def _swin_body_flops(model: SwinTransformer, prompts: int) -> float:
+    """Swin (nvpt.models.prompted_swin): in every block the qkv and proj of each window's Wh*Ww tokens and the
+    P prompts prepended to it, the attention products within each window, the MLP on the H*W tokens and P
+    prompts; the patch merging of each later stage (its map + P prompts); the patch embedding."""
+    flops = 0
+    for stage in model.layers:
+        if hasattr(stage.downsample, "reduction"):  # PatchMerging (stage 0 has an Identity)
+            h, w = stage.output_resolution
+            flops += _linear_flops(stage.downsample.reduction) * (h * w + prompts)
+        for block in stage.blocks:
+            (h, w), (wh, ww) = block.input_resolution, block.window_size
+            windows, seq = math.ceil(h / wh) * math.ceil(w / ww), wh * ww + prompts  # windows of the padded map
+            flops += windows * seq * _linear_flops(block.attn.qkv, block.attn.proj)
+            flops += windows * 2 * 2 * seq * seq * block.attn.proj.in_features  # q k^T and attn v
+            flops += (h * w + prompts) * _linear_flops(block.mlp.fc1, block.mlp.fc2)
+    proj = model.patch_embed.proj
+    h, w = model.patch_embed.grid_size
+    return float(flops + 2 * h * w * proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1] * proj.out_channels)
 
 
 def image_counts(cfg: Config) -> tuple[int, int, int]:
@@ -110,15 +143,35 @@ def image_counts(cfg: Config) -> tuple[int, int, int]:
     elif d.name == "vtab":
         task = Path(d.root) / d.task
         lists = {name: task / f"{name}.txt" for name in ("train800", "val200", "test")}
-        if not all(p.is_file() for p in lists.values()):
+        if all(p.is_file() for p in lists.values()):
+            train, val, test = (sum(1 for line in p.read_text().splitlines() if line.strip()) for p in lists.values())
+        elif d.task in VTAB:  # not placed yet: VTAB-1k's sizes
+            train, val, test = VTAB_TRAIN, VTAB_VAL, VTAB[d.task].test_size
+        else:
             raise NVPTError(f"cost: the VTAB-1k lists of {task} are not there to count; place the task folder first")
-        train, val, test = (sum(1 for line in p.read_text().splitlines() if line.strip()) for p in lists.values())
+    elif d.name == "fgvc":
+        train, val, test = fgvc_sizes(d)
     else:
-        raise NVPTError(f"cost: no split sizes known for data.name={d.name}; estimates cover dtd, vtab and "
+        raise NVPTError(f"cost: no split sizes known for data.name={d.name}; estimates cover dtd, vtab, fgvc and "
                         f"{', '.join(TORCHVISION_TASKS)}")
     if d.protocol == "final":
-        return train + val, 0, test
+        return train + (0 if d.name == "fgvc" else val), 0, test  # fgvc's final runs train on train.json alone
     return train, val, test
+
+
+def fgvc_sizes(d) -> tuple[int, int, int]:
+    """(train, val, test) images of an FGVC data set: its split files when placed, else the reference's sizes."""
+    info = FGVC.get(d.task)
+    if info is None:
+        raise NVPTError(f"cost: unknown fgvc data.task {d.task!r}; use one of {', '.join(FGVC)}")
+    folder = Path(d.root) / info.folder
+    files = [folder / f"{name}.json" for name in ("train", "val", "test")]
+    if not all(p.is_file() for p in files):
+        return info.sizes
+    try:
+        return tuple(len(json.loads(p.read_text())) for p in files)
+    except ValueError as exc:
+        raise NVPTError(f"cost: cannot read the split files in {folder} ({exc}); restore them") from None
 
 
 def run_cost(cfg: Config, epochs_left: int, assume: Assumptions = Assumptions()) -> RunCost:
@@ -134,5 +187,6 @@ def run_cost(cfg: Config, epochs_left: int, assume: Assumptions = Assumptions())
         return max(images * forwards * flops / gpu_rate, images * loader)
 
     epoch = phase(train, STEP_FORWARDS[cfg.prompt.method]) + phase(val, 1.0) + assume.epoch_s
-    seconds = epochs_left * epoch + phase(test * sets, 1.0)
+    evaluated = val if cfg.eval.split == "val" else test  # the final evaluation's split
+    seconds = epochs_left * epoch + phase(evaluated * sets, 1.0)
     return RunCost(train, val, test, sets, epochs_left, flops / 1e9, seconds)

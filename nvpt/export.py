@@ -19,7 +19,6 @@ nvpt.models.binary_prompts.prompt_bits, the figure results.json reports.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -32,10 +31,13 @@ from safetensors.torch import save
 
 from nvpt.config import Config, dump_config, load_config, load_config_text
 from nvpt.engine.checkpoint import atomic_write, read_safetensors
+from nvpt.engine.checkpoint import tensors_sha256 as _sha256
 from nvpt.engine.restore import load_run, locate, rebuild_model
 from nvpt.errors import NVPTError
 from nvpt.models import PromptedViT
+from nvpt.models.backbone import classifier_keys
 from nvpt.models.binary_prompts import decode_binary, factor_shape, prompt_bits
+from nvpt.outputs import check_output
 
 FORMAT = "nvpt-packed-prompts-1"
 DEFAULT_NAME = "prompts-packed.safetensors"
@@ -47,18 +49,9 @@ class PackedInfo:
     sizes: dict  # file_bytes, bits_bytes, scale_bytes, shift_bytes, prompt_payload_bytes, prompt_bits, fp32_vpt_prompt_bytes, ...
 
 
-def _sha256(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
 def backbone_sha256(model: PromptedViT) -> str:
     """Fingerprint of the frozen backbone (classifier excluded: it is exported)."""
-    head = {f"head.{n}" for n, _ in model.backbone.get_classifier().named_parameters()}
+    head = classifier_keys(model.backbone)
     return _sha256({k: v for k, v in model.backbone.state_dict().items() if k not in head})
 
 
@@ -132,13 +125,15 @@ def export_packed(run: str | Path, out: str | Path | None = None, overrides: lis
     config, e.g. model.pretrained_file=... where the hub weights cannot be fetched.
     """
     run_dir, ckpt = locate(run)
+    path = check_output(out if out is not None else run_dir / DEFAULT_NAME, inputs=[ckpt], what="--out")
     config = run_dir / "config.yaml"
     if not config.is_file():
         raise NVPTError(f"{run_dir} has no config.yaml next to {ckpt.name}; pass the run folder tools/train.py wrote")
     cfg = load_config(config, list(overrides))
     if cfg.prompt.method != "spike_nvpt":
+        why = "its prompts are not binary" if cfg.prompt.method in ("vpt_shallow", "vpt_deep") else "it has no prompts"
         raise NVPTError(f"only spike_nvpt runs can be bit-packed; {run} is a {cfg.prompt.method} run "
-                        "(its prompts are not binary: use its checkpoint as it is)")
+                        f"({why}: use its checkpoint as it is)")
     loaded = load_run(ckpt, overrides)
     model, cfg = loaded.model, loaded.cfg
     # None once deployed: recovered from the tokens
@@ -174,7 +169,6 @@ def export_packed(run: str | Path, out: str | Path | None = None, overrides: lis
         "payload_sha256": _sha256(tensors),
         "source": f"{run_dir.name}/{ckpt.name}",
     }
-    path = Path(out) if out is not None else run_dir / DEFAULT_NAME
     blob = _serialise(tensors, meta, sizes)
     atomic_write(path, lambda tmp: tmp.write_bytes(blob))
     return PackedInfo(path, sizes)

@@ -12,7 +12,6 @@ cross-task tables and every task's summary, as docs/results.md does for the demo
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +20,9 @@ from nvpt.cost import Assumptions, image_counts, run_cost
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.plan import epochs_done
 from nvpt.errors import NVPTError
+from nvpt.outputs import check_output_folder
 from nvpt.robustness.compare import MEAN, excludes_zero, summary_markdown
+from nvpt.robustness.schema import read_comparison
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TASKS = {"dtd": CONFIGS / "dtd.yaml", **{name: CONFIGS / "natural" / f"{name}.yaml" for name in (
@@ -142,10 +143,7 @@ def collect(out: Path, tasks: list[str]) -> dict[str, dict]:
     for stem in (task_config(entry).stem for entry in tasks):
         path = out / f"compare-{stem}" / "comparison.json"
         if path.is_file():
-            try:
-                comps[stem] = json.loads(path.read_text())
-            except ValueError as exc:
-                raise NVPTError(f"cannot read {path}: {exc}; delete it and rerun") from None
+            comps[stem] = read_comparison(path, "delete it and rerun")
     return comps
 
 
@@ -156,6 +154,8 @@ def reproduce(tasks: list[str], methods: list[str], seeds: int, overrides: list[
     out = Path(out)
     user = [o for o in overrides if not o.startswith("output_dir=")]
     overrides = list(OVERRIDES) + user + [f"output_dir={out}"]
+    if not estimate_only:
+        check_output_folder(out, ("results.md",))  # before any training
     if not tables_only:
         plans = plan(tasks, methods, seeds, overrides)
         table, total = estimate_markdown(plans, assume)

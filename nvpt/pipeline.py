@@ -46,7 +46,9 @@ def run_training(cfg: Config, config_path: str | Path | None = None, log: Callab
         summary.update(method=cfg.prompt.method, seed=cfg.seed, split=cfg.eval.split, best_epoch=trained.best["epoch"],
                        best_val_acc=trained.best["acc"] if trained.images["val"] else None,
                        prompt_bits=prompt_bits(cfg, trained.model.prompt_tokens().shape),
-                       eval_time_s=round(time.time() - start, 2), images=trained.images)
+                       trainable_params=trained.trainable_params,
+                       eval_time_s=round(time.time() - start, 2), images=trained.images,
+                       sfl_backend=trained.sfl_backend, device=trained.device_name)
         if dist.is_main:
             atomic_write_text(trained.run_dir / "results.md", markdown_table(summary) + "\n")
             write_json(summary, trained.run_dir / "results.json")  # last: marks the run complete

@@ -9,33 +9,38 @@ resume through train.resume); the export is written last, from the best checkpoi
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from nvpt.config import Config
-from nvpt.engine.checkpoint import atomic_write
+from nvpt.engine.checkpoint import atomic_write, tensors_sha256
 from nvpt.engine.restore import load_run
 from nvpt.pipeline import RunResult, run_training
 from nvpt.errors import NVPTError
+from nvpt.outputs import check_output
 
 BACKBONE_FILE = "backbone.safetensors"
 
 
 def export_backbone(run: str | Path, out: str | Path) -> tuple[Path, int, str]:
-    """Write the backbone of a `full` run (its best checkpoint) -> (path, number of values, sha256)."""
+    """Write the backbone of a `full` run (its best checkpoint) -> (path, number of values, sha256 of the weights:
+    tensors_sha256, also stored in the file's metadata)."""
     out = Path(out)
     if out.suffix != ".safetensors":
         raise NVPTError(f"output {out} must end in .safetensors")
+    check_output(out, inputs=[run])  # never over the run's own checkpoint, config or results
     loaded = load_run(run)
     if loaded.cfg.prompt.method != "full":
         raise NVPTError(f"{run} is a {loaded.cfg.prompt.method} run; only a `full` run trains the backbone")
     from safetensors.torch import save_file
 
     state = {k: v.contiguous() for k, v in loaded.model.backbone.state_dict().items()}
-    meta = {"source": str(loaded.checkpoint), "model": loaded.cfg.model.name, "kwargs": loaded.cfg.model.kwargs or "",
-            "img_size": str(loaded.cfg.model.img_size), "data": loaded.cfg.data.name}
+    digest = tensors_sha256(state)  # of the weights alone: the same for the same weights wherever they were trained
+    ckpt = loaded.checkpoint
+    meta = {"source": f"{ckpt.parent.name}/{ckpt.name}", "model": loaded.cfg.model.name,
+            "kwargs": loaded.cfg.model.kwargs or "", "img_size": str(loaded.cfg.model.img_size),
+            "data": loaded.cfg.data.name, "sha256": digest}
     atomic_write(out, lambda tmp: save_file(state, str(tmp), metadata=meta))
-    return out, sum(v.numel() for v in state.values()), hashlib.sha256(out.read_bytes()).hexdigest()
+    return out, sum(v.numel() for v in state.values()), digest
 
 
 def save_preview(cfg: Config, path: str | Path, classes: int = 10, per_class: int = 8) -> None:

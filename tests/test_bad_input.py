@@ -157,8 +157,8 @@ TRAIN_ROWS = [
     ("dropout-above-one", ["{cfg}", "prompt.dropout=1.5"], r"'prompt\.dropout' must be <= 1"),
     ("tiny-crop", ["{cfg}", "data.crop_size=0"], r"'data\.crop_size' must be >= 8"),
     ("zero-threads", ["{cfg}", "train.threads=0"], r"'train\.threads' must be >= 1"),
-    ("unknown-method", ["{cfg}", "prompt.method=lora"],
-     r"'prompt\.method' must be one of linear, vpt_shallow, vpt_deep, spike_nvpt, full; got 'lora'"),
+    ("unknown-method", ["{cfg}", "prompt.method=prefix_tuning"],
+     r"'prompt\.method' must be one of linear, vpt_shallow, vpt_deep, spike_nvpt, full, bitfit, adapter, lora, ssf; got 'prefix_tuning'"),
     ("unknown-dataset", ["{cfg}", "data.name=imagenet"], r"'data\.name' must be one of .*got 'imagenet'"),
     ("unknown-corruption", ["{cfg}", "eval.corruptions=[fogg]"], r"unknown corruption 'fogg'"),
     ("unknown-severity", ["{cfg}", "eval.corruptions=[gaussian_noise]", "eval.severities=[9]"], r"severity .*got 9"),
@@ -239,11 +239,15 @@ def test_train_bad_input_is_one_line(server, paths, row_id, args, pattern):
 
 def test_error_after_spiking_import_is_still_one_line(server, paths):
     """spike_nvpt imports SpikingJelly (which logs its missing CuPy; torch warns about its
-    torch.jit.script) and logs the Signal Filtering Layer backend at the first forward pass. This
-    run trains, then meets a truncated test image in the final evaluation: still one line."""
+    torch.jit.script) and logs the Signal Filtering Layer backend. This run builds the spiking model,
+    then meets a truncated test image while its test split is decoded into the data cache (with
+    data.cache=off: in the final evaluation, after training): still one line."""
     done = server.run("train.py", paths["cfg"], "prompt.method=spike_nvpt", "data.name=image_folder",
                       f"data.root={paths['truncated_images']}", "run_name=spiking")
     assert_one_line_error(done, r"cannot read image .*cut\.png")
+    after_training = server.run("train.py", paths["cfg"], "prompt.method=spike_nvpt", "data.name=image_folder",
+                                f"data.root={paths['truncated_images']}", "data.cache=off", "run_name=spiking-uncached")
+    assert_one_line_error(after_training, r"cannot read image .*cut\.png")
 
 
 def test_debug_shows_the_traceback(server, paths):
@@ -347,7 +351,7 @@ TOOL_ROWS = [
     pytest.param("benchmark.py", "cuda-without-cuda", ["{cfg}", "--device", "cuda"], r"CUDA is not available", marks=NO_CUDA),
     ("compare.py", "no-arguments", [], r"the following arguments are required: config"),
     ("compare.py", "missing-config", ["{tmp}/nope.yaml"], r"config file not found: .*nope\.yaml"),
-    ("compare.py", "unknown-method", ["{cfg}", "--methods", "lora"], r"unknown method 'lora' in --methods"),
+    ("compare.py", "unknown-method", ["{cfg}", "--methods", "prefix_tuning"], r"unknown method 'prefix_tuning' in --methods"),
     ("compare.py", "method-twice", ["{cfg}", "--methods", "vpt_deep", "vpt_deep", "--reference", "vpt_deep"],
      r"--methods lists a method twice"),
     ("compare.py", "reference-not-compared", ["{cfg}", "--methods", "vpt_deep", "linear", "--reference", "spike_nvpt"],
@@ -366,7 +370,7 @@ TOOL_ROWS = [
     ("sfl_smoke.py", "unknown-device", ["{tmp}/run", "{tmp}/r.json", "--device", "tpu"], r"invalid choice: 'tpu'"),
     pytest.param("sfl_smoke.py", "cuda-without-cuda", ["{tmp}/run", "{tmp}/r.json"], r"--device cuda but CUDA is not available",
                  marks=NO_CUDA),
-    ("demo.py", "unknown-method", ["--methods", "lora"], r"unknown method 'lora'"),
+    ("demo.py", "unknown-method", ["--methods", "prefix_tuning"], r"unknown method 'prefix_tuning'"),
     ("demo.py", "unknown-override", ["train.epoch=1"], r"unknown config key 'train\.epoch'"),
 ]
 
@@ -413,7 +417,7 @@ CONFIG_ROWS = [
     ("zero-learning-rate", None, ["train.base_lr=0"], r"'train\.base_lr' must be > 0"),
     ("val-fraction-one", None, ["data.val_fraction=1.0"], r"'data\.val_fraction' must be <= 0\.9"),
     ("partition-eleven", None, ["data.partition=11"], r"'data\.partition' must be <= 10"),
-    ("unknown-method", None, ["prompt.method=adapter"], r"'prompt\.method' must be one of .*got 'adapter'"),
+    ("unknown-method", None, ["prompt.method=prefix_tuning"], r"'prompt\.method' must be one of .*got 'prefix_tuning'"),
     ("unknown-optimizer", None, ["train.optimizer=adam"], r"'train\.optimizer' must be one of sgd, adamw"),
     ("init-range-reversed", None, ["spike.init_low=1", "spike.init_high=0"], r"init_high must be >= init_low"),
     ("mean-std-lengths", None, ["data.mean=[0.5]", "data.std=[0.5,0.5]"], r"same length"),

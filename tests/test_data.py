@@ -250,8 +250,7 @@ def test_dtd_list_names_missing_image(dtd_root):
 def test_dtd_corrupt_image(dtd_root):
     bad = dtd_root / "dtd" / "dtd" / "images" / "banded" / "banded_0003.jpg"
     bad.write_bytes(b"this is not a jpeg")
-    bundle = build(*DTD_FULL, f"data.root={dtd_root}")
-    raises([bad], lambda: bundle.test[0])
+    raises([bad], lambda: build(*DTD_FULL, f"data.root={dtd_root}"))  # found while the data set is built
 
 
 def test_dtd_split_class_mismatch(dtd_root):
@@ -321,8 +320,7 @@ def test_vtab_malformed_line(vtab_root):
 def test_vtab_corrupt_image(vtab_root):
     bad = vtab_root / "mytask" / "images" / "img 9.png"
     bad.write_bytes(bad.read_bytes()[:30])  # truncated PNG
-    bundle = vtab(vtab_root)
-    raises([bad], lambda: bundle.test[0])
+    raises([bad], lambda: vtab(vtab_root))  # found while the data set is built
 
 
 # ---------------------------------------------------------------- image_folder
@@ -382,8 +380,7 @@ def test_image_folder_errors(folder_root, tmp_path_factory):
 def test_image_folder_corrupt_image(folder_root):
     bad = folder_root / "test" / "cat" / "0.JPG"
     bad.write_bytes(bad.read_bytes()[:-200])
-    bundle = folder(folder_root)
-    raises([bad], lambda: bundle.test[0])
+    raises([bad], lambda: folder(folder_root))  # found while the data set is built
 
 
 # ---------------------------------------------------------------- fashion_mnist
@@ -467,21 +464,3 @@ def test_fashion_mnist_corrupt_files(fmnist_root):
     with gzip.open(labels, "wb") as f:
         f.write(bytes([0, 0, 8, 1, 0, 0, 0, 20, 1, 2]))  # claims 20 labels, holds 2
     raises([labels, "truncated"], lambda: fmnist(fmnist_root))
-
-
-# ---------------------------------------------------------------- configs/vtab
-
-VTAB_CLASSES = {"cifar100": 100, "caltech101": 102, "dtd": 47, "oxford_flowers102": 102,
-                "oxford_iiit_pet": 37, "svhn": 10, "sun397": 397}
-
-
-def test_vtab_configs(tmp_path):
-    configs = Path(__file__).resolve().parents[1] / "configs"
-    (tmp_path / "vtab").mkdir()
-    (tmp_path / "base.yaml").write_text("")  # checks the task files alone, whatever base.yaml holds
-    for name, classes in VTAB_CLASSES.items():
-        (tmp_path / "vtab" / f"{name}.yaml").write_text((configs / "vtab" / f"{name}.yaml").read_text())
-        for root in {tmp_path, configs} if (configs / "base.yaml").is_file() else {tmp_path}:
-            c = load_config(root / "vtab" / f"{name}.yaml")
-            assert (c.data.name, c.data.root, c.model.num_classes) == ("vtab", "data/vtab-1k", classes)
-            assert c.data.task == ("cifar" if name == "cifar100" else name)

@@ -107,32 +107,44 @@ def test_short_training_run_learns(tmp_path):
     assert set(result.summary["sets"]) == {"gaussian@0.2"}
 
 
-@pytest.mark.parametrize("recipe", [
-    ["prompt.method=spike_nvpt", "prompt.dropout=0.2", "spike.noise_std=0.5"],  # SGD with momentum
-    ["prompt.method=full", "train.optimizer=adamw", "train.base_lr=0.002", "train.weight_decay=0.05"],  # the full configs
-], ids=["spike_nvpt-sgd", "full-adamw"])
-def test_resume_continues_exactly(tmp_path, monkeypatch, recipe):
-    args = [*TEXTURES, *recipe, "train.epochs=3"]
-    full = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=full"), log=quiet, show_progress=False)
-
+def full_cut_resumed(monkeypatch, tmp_path, cfg_of, die_in: int):
+    """A run trained straight through, and the same run interrupted in epoch `die_in` and resumed: they must agree
+    exactly (history, clean and noisy accuracy). cfg_of(*overrides) -> the config. Returns (full, resumed)."""
+    full = run_training(cfg_of(f"output_dir={tmp_path}", "run_name=full"), log=quiet, show_progress=False)
     real_epoch = run_module.train_one_epoch
 
-    def dies_in_epoch_two(*a, **kw):
-        if a[6] == 2:  # the epoch argument
+    def dies(*a, **kw):
+        if a[6] == die_in:  # the epoch argument
             raise KeyboardInterrupt
         return real_epoch(*a, **kw)
 
-    monkeypatch.setattr(run_module, "train_one_epoch", dies_in_epoch_two)
+    monkeypatch.setattr(run_module, "train_one_epoch", dies)
     with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_cfg(*args, f"output_dir={tmp_path}", "run_name=cut"), log=quiet, show_progress=False)
+        run_training(cfg_of(f"output_dir={tmp_path}", "run_name=cut"), log=quiet, show_progress=False)
     assert not (tmp_path / "cut" / "results.json").exists()  # an unfinished run does not look complete
     monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
-    resumed = run_training(tiny_cfg(*args, f"output_dir={tmp_path}", f"train.resume={tmp_path / 'cut'}"),
+    resumed = run_training(cfg_of(f"output_dir={tmp_path}", f"train.resume={tmp_path / 'cut'}"),
                            log=quiet, show_progress=False)
     assert resumed.run_dir == tmp_path / "cut"
+    written = json.loads((resumed.run_dir / "results.json").read_text())
+    spiking = resumed.run_dir.joinpath("config.yaml").read_text().count("method: spike_nvpt") > 0
+    assert (written["sfl_backend"], written["device"]) == ("torch" if spiking else "none", "cpu")
     assert strip_timing(resumed.history) == strip_timing(full.history)
     assert resumed.summary["clean"] == full.summary["clean"]
     assert resumed.summary["sets"] == full.summary["sets"]
+    return full, resumed
+
+
+@pytest.mark.parametrize("recipe", [
+    ["prompt.method=spike_nvpt", "prompt.dropout=0.2", "spike.noise_std=0.5"],  # SGD with momentum
+    ["prompt.method=full", "train.optimizer=adamw", "train.base_lr=0.002", "train.weight_decay=0.05"],  # the full configs
+    # a 16 px Swin (nvpt.models.prompted_swin): an 8x8 grid in 2x2 windows, then 4x4; corruptions evaluated too
+    ["model.name=swin_tiny_patch4_window7_224", "model.img_size=16", "data.crop_size=16",
+     "model.kwargs={patch_size: 2, window_size: 2, embed_dim: 16, depths: [1, 2], num_heads: [1, 2]}",
+     "prompt.method=spike_nvpt", "prompt.dropout=0.2", "eval.corruptions=[gaussian_noise]", "eval.severities=[3]"],
+], ids=["spike_nvpt-sgd", "full-adamw", "swin-spike_nvpt"])
+def test_resume_continues_exactly(tmp_path, monkeypatch, recipe):
+    full_cut_resumed(monkeypatch, tmp_path, lambda *extra: tiny_cfg(*TEXTURES, *recipe, "train.epochs=3", *extra), 2)
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):
@@ -226,3 +238,40 @@ def _tiny_yaml() -> str:
         section, leaf = key.split(".")
         lines.setdefault(section, []).append(f"  {leaf}: {value!r}" if leaf == "kwargs" else f"  {leaf}: {value}")
     return "".join(f"{section}:\n" + "\n".join(body) + "\n" for section, body in lines.items())
+
+
+def test_save_every_without_validation_resumes_exactly_and_writes_best_once(tmp_path, monkeypatch):
+    """train.save_every=2 over 4 epochs with no validation split: checkpoint-last after epochs 1 and 3, checkpoint-best
+    once (the final model); a run stopped in epoch 3 (epoch 2 trained but not saved) resumes to the same result."""
+    args = [*TEXTURES, "data.val_fraction=0", "prompt.method=linear", "train.epochs=4", "train.save_every=2",
+            "train.warmup_epochs=1", f"output_dir={tmp_path}"]
+    real_save, saves = run_module.save_checkpoint, []
+
+    def recording_save(path, *a, **kw):
+        saves.append((Path(path).name, kw["epoch"]))
+        return real_save(path, *a, **kw)
+
+    monkeypatch.setattr(run_module, "save_checkpoint", recording_save)
+    full = run_training(tiny_cfg(*args, "run_name=full"), log=quiet, show_progress=False)
+    assert saves == [("checkpoint-last.safetensors", 1), ("checkpoint-best.safetensors", 3),
+                     ("checkpoint-last.safetensors", 3)]
+    assert read_checkpoint(full.run_dir / "checkpoint-best.safetensors")[1]["epoch"] == 3
+
+    real_epoch = run_module.train_one_epoch
+
+    def dies_in_epoch_three(*a, **kw):
+        if a[6] == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*a, **kw)
+
+    monkeypatch.setattr(run_module, "train_one_epoch", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_cfg(*args, "run_name=cut"), log=quiet, show_progress=False)
+    cut = tmp_path / "cut"
+    assert not (cut / "checkpoint-best.safetensors").exists()  # nothing selected yet: no best written per epoch
+    assert read_checkpoint(cut / "checkpoint-last.safetensors")[1]["epoch"] == 1  # epoch 2 was not saved
+    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
+    resumed = run_training(tiny_cfg(*args, f"train.resume={cut}"), log=quiet, show_progress=False)
+    assert strip_timing(resumed.history) == strip_timing(full.history)
+    assert resumed.summary["clean"] == full.summary["clean"]
+    assert resumed.summary["sets"] == full.summary["sets"]

@@ -6,14 +6,14 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nvpt"
 LAYERS = [
-    ("foundations", {"nvpt.errors", "nvpt.config", "nvpt.cli"}),
+    ("foundations", {"nvpt.errors", "nvpt.io", "nvpt.config", "nvpt.cli", "nvpt.outputs", "nvpt.suites"}),
     ("data", {"nvpt.data"}),
     ("model", {"nvpt.spiking", "nvpt.models"}),
     ("engine", {"nvpt.engine"}),
     ("robustness", {"nvpt.robustness"}),
     ("plots", {"nvpt.viz"}),
     ("compositions", {"nvpt.pipeline", "nvpt.pretrain", "nvpt.comparison", "nvpt.paper", "nvpt.cost", "nvpt.benchmark",
-                      "nvpt.export"}),
+                      "nvpt.export", "nvpt.selection", "nvpt.tables"}),
 ]
 
 

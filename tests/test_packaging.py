@@ -30,3 +30,11 @@ def test_environment_yml_matches_pyproject():
 def test_torch_pins():
     deps = pins(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
     assert deps["torch"] == "2.14.1" and deps["torchvision"] == "0.29.1" and deps["spikingjelly"] == "0.0.0.0.14"
+
+
+def test_package_version_matches_pyproject():
+    """nvpt is a regular package (not a namespace one) whose __version__ is pyproject's version."""
+    import nvpt
+
+    assert nvpt.__file__ is not None and Path(nvpt.__file__).parent == ROOT / "nvpt"
+    assert nvpt.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

@@ -76,7 +76,7 @@ def test_estimate_only_plans_every_run_and_trains_nothing(tmp_path, monkeypatch,
 
 def test_bad_arguments_are_one_line(tmp_path, monkeypatch, capsys):
     for args, message in ((["--tasks", "imagenet"], "unknown task 'imagenet'"),
-                          (["--methods", "lora", "vpt_deep"], "unknown method 'lora'"),
+                          (["--methods", "prefix_tuning", "vpt_deep"], "unknown method 'prefix_tuning'"),
                           (["--methods", "spike_nvpt", "linear"], "--reference vpt_deep must be one of --methods"),
                           (["--seeds", "0"], "--seeds must be >= 1"),
                           (["--mfu", "0"], "--mfu must be in (0, 1]"),

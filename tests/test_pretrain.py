@@ -1,7 +1,10 @@
 """Offline pretraining: the procedural generator, the pretraining tool, its resume and its export."""
 from __future__ import annotations
 
+import re
+import shutil
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from safetensors.torch import load_file
 from conftest import tiny_cfg
 from nvpt.config import SYNTHETIC_FAMILIES, dump_config
 from nvpt.data.synthetic import class_spec, render
+from nvpt.engine.checkpoint import tensors_sha256
 from nvpt.engine.restore import load_run
 from nvpt.engine.run import prepare_data
 from nvpt.errors import NVPTError
@@ -164,3 +168,27 @@ def test_preview_writes_a_contact_sheet_and_refuses_other_data(server, pretrain_
     refused = server.run("pretrain.py", pretrain_config, "--preview", tmp_path / "x.png", "data.name=textures")
     assert refused.rc == 2 and "data.name=textures" in refused.lines()[-1]
     assert not (tmp_path / "x.png").exists()
+
+
+def test_backbone_sha256_is_of_the_weights_not_of_the_path(pretrained, server, tmp_path):
+    """Two identical runs in other folders, exported to other paths, print (and store) the same sha256."""
+    twin = Path(shutil.copytree(pretrained, tmp_path / "twin"))
+    digests = []
+    for run, out in ((pretrained, tmp_path / "a.safetensors"), (twin, tmp_path / "sub" / "b.safetensors")):
+        done = server.run("export_backbone.py", run, out)
+        assert done.rc == 0, done.stderr[-2000:]
+        digest = re.search(r"sha256 ([0-9a-f]{64})", done.stdout).group(1)
+        with safe_open(str(out), "pt") as f:
+            assert f.metadata()["sha256"] == digest
+        digests.append(digest)
+    assert digests[0] == digests[1] == tensors_sha256(load_file(str(pretrained / "backbone.safetensors")))
+
+
+def test_export_backbone_never_overwrites_the_run_checkpoint(pretrained, server, tmp_path):
+    run = Path(shutil.copytree(pretrained, tmp_path / "run"))
+    for name in ("checkpoint-best.safetensors", "checkpoint-last.safetensors"):
+        before = (run / name).read_bytes()
+        done = server.run("export_backbone.py", run, run / name)
+        assert done.rc == 2 and re.search(rf"error: .*would overwrite {name} of the run in", done.lines()[-1]), done.stderr
+        assert (run / name).read_bytes() == before
+    assert load_run(run).cfg.prompt.method == "full"  # the run is still readable

@@ -75,6 +75,28 @@ def test_backend_choice(monkeypatch):
         resolve_backend("cupy", torch.device("cuda"))
 
 
+def test_cupy_extra_matches_torchs_cuda():
+    """`make gpu` installs the extra that cupy_extra names: the CuPy wheel of torch's CUDA major version."""
+    assert backend.cupy_extra(True, "13.0")[0] == "gpu"
+    assert backend.cupy_extra(True, "12.8")[0] == "gpu-cu12"
+    assert backend.cupy_extra(False, "13.0")[0] is None  # a CUDA build of torch on a machine without a GPU
+    assert backend.cupy_extra(True, None)[0] is None  # ROCm build: torch.version.cuda is None
+    extra, why = backend.cupy_extra(True, "11.8")
+    assert extra is None and "CUDA 11.8" in why and "torch backend" in why
+
+
+def test_run_backend_and_device_names(monkeypatch):
+    cpu = torch.device("cpu")
+    assert backend.run_backend("spike_nvpt", "if", "auto", cpu) == "torch"
+    assert backend.run_backend("spike_nvpt", "none", "auto", cpu) == "none"  # no IF neurons
+    assert backend.run_backend("vpt_deep", "if", "cupy", cpu) == "none"
+    monkeypatch.setattr(backend, "cupy_available", lambda: True)
+    assert backend.run_backend("spike_nvpt", "if", "auto", torch.device("cuda", 0)) == "cupy"
+    assert backend.describe_device(cpu) == "cpu"
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"NVIDIA H200 #{index}")
+    assert backend.describe_device(torch.device("cuda", 1)) == "cuda:1 NVIDIA H200 #1"
+
+
 def test_spikingjelly_2x_adapter(monkeypatch):
     """SpikingJelly 2.x has no `backend` argument: the same code must still build and run."""
     from spikingjelly.activation_based.neuron import IFNode

@@ -253,7 +253,8 @@ BAD = {
     "negative noise": (lambda r, tmp: [str(r["spike_nvpt"]), "--noise", "0", "-0.2"], "noise level -0.2"),
     "no neurons": (lambda r, tmp: [str(r["spike_nvpt"]), "--neurons", "0"], "--neurons"),
     "unfinished --runs": (lambda r, tmp: [str(r["spike_nvpt"]), "--runs", str(tmp)], "has no results.json"),
-    "malformed --runs": (lambda r, tmp: _malformed_results(r["spike_nvpt"], tmp), "not a results.json summary"),
+    "malformed --runs": (lambda r, tmp: _malformed_results(r["spike_nvpt"], tmp),
+                         "is not a results.json/robustness.json summary"),
 }
 
 

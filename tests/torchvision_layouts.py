@@ -17,6 +17,7 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -144,3 +145,105 @@ def tar_gz(folder: Path, archive: Path) -> str:
 
 def md5(path: Path) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- the VTAB-1k sources of nvpt/data/vtab_sources.py
+EUROSAT_CLASSES = ("AnnualCrop Forest HerbaceousVegetation Highway Industrial Pasture PermanentCrop Residential River "
+                   "SeaLake").split()
+
+
+def png_bytes(label: int, classes: int, size: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), colour(label, classes)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_eurosat(root: Path, per_class: int = 140, size: int = 8) -> Path:
+    """EuroSAT.zip as torchvision extracts it: <root>/eurosat/2750/<Class>/<Class>_<k>.jpg."""
+    for c, name in enumerate(EUROSAT_CLASSES):
+        folder = Path(root) / "eurosat" / "2750" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        blob = jpeg_bytes(c, len(EUROSAT_CLASSES), size)
+        for k in range(1, per_class + 1):
+            (folder / f"{name}_{k}.jpg").write_bytes(blob)
+    return Path(root)
+
+
+def write_sun397(root: Path, classes=("a/abbey", "b/bedroom", "o/outdoor/church"), per_class: int = 700,
+                 size: int = 8) -> Path:
+    """SUN397.tar.gz as torchvision extracts it: <root>/SUN397/ClassName.txt (`/a/abbey` per line) and
+    <root>/SUN397/<letter>/<class>/sun_<id>.jpg."""
+    base = Path(root) / "SUN397"
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "ClassName.txt").write_text("".join(f"/{c}\n" for c in classes))
+    for i, name in enumerate(classes):
+        (base / name).mkdir(parents=True, exist_ok=True)
+        blob = jpeg_bytes(i, len(classes), size)
+        for k in range(per_class):
+            (base / name / f"sun_{i:02d}{k:05d}.jpg").write_bytes(blob)
+    return Path(root)
+
+
+def write_clevr(root: Path, train: int = 2000, val: int = 12, size: int = 8) -> list[dict]:
+    """CLEVR_v1.0.zip as torchvision extracts it: <root>/clevr/CLEVR_v1.0/images/{train,val,test}/CLEVR_<split>_<k>.png
+    and scenes/CLEVR_{train,val}_scenes.json. Scene k has 3 + k % 8 objects, the closest at depth 7.75 + (k % 6) / 2
+    (VTAB's distance class k % 6). Returns the val scenes."""
+    base = Path(root) / "clevr" / "CLEVR_v1.0"
+    blobs = [png_bytes(c, 8, size) for c in range(8)]
+    out = {}
+    for split, n in (("train", train), ("val", val), ("test", 2)):
+        (base / "images" / split).mkdir(parents=True, exist_ok=True)
+        scenes = []
+        for k in range(n):
+            name = f"CLEVR_{split}_{k:06d}.png"
+            (base / "images" / split / name).write_bytes(blobs[k % 8])
+            closest = 7.75 + (k % 6) / 2
+            objects = [{"pixel_coords": [10, 20, closest + 3.0 * (j > 0)], "size": "large"} for j in range(3 + k % 8)]
+            scenes.append({"image_filename": name, "objects": objects})
+        if split != "test":
+            (base / "scenes").mkdir(parents=True, exist_ok=True)
+            (base / "scenes" / f"CLEVR_{split}_scenes.json").write_text(json.dumps({"scenes": scenes}))
+            out[split] = scenes
+    return out["val"]
+
+
+def write_kitti(root: Path, images: int = 3600, size: int = 8) -> Path:
+    """data_object_image_2.zip + data_object_label_2.zip as torchvision's Kitti extracts them:
+    <root>/Kitti/raw/training/image_2/<id>.png and label_2/<id>.txt (15 fields per object: type, truncation,
+    occlusion, alpha, bbox x4, dimensions x3, location x y z, rotation_y). Image k: a Car at depth 4, 12 or
+    30 m or only a Pedestrian (VTAB classes 0, 1, 2, 3 by k % 4)."""
+    base = Path(root) / "Kitti" / "raw" / "training"
+    (base / "image_2").mkdir(parents=True, exist_ok=True)
+    (base / "label_2").mkdir(parents=True, exist_ok=True)
+    blobs = [png_bytes(c, 4, size) for c in range(4)]
+    for k in range(images):
+        kind, z = (("Car", 4.0), ("Van", 12.0), ("Truck", 30.0), ("Pedestrian", 5.0))[k % 4]
+        (base / "image_2" / f"{k:06d}.png").write_bytes(blobs[k % 4])
+        rows = [f"{kind} 0.00 0 -1.57 10.0 20.0 30.0 40.0 1.5 1.6 3.9 1.0 1.7 {z:.2f} 0.01",
+                "DontCare -1 -1 -10 1.0 2.0 3.0 4.0 -1 -1 -1 -1000 -1000 -1000 -10"]
+        (base / "label_2" / f"{k:06d}.txt").write_text("\n".join(rows) + "\n")
+    return Path(root)
+
+
+def write_stanford_cars(root: Path, classes: int = 4, train_per_class: int = 10, test_per_class: int = 2,
+                        size: int = 8) -> Path:
+    """Stanford Cars in torchvision's StanfordCars layout (its download no longer works): <root>/stanford_cars/
+    devkit/{cars_meta.mat,cars_train_annos.mat}, cars_train/<id>.jpg, cars_test/<id>.jpg and
+    cars_test_annos_withlabels.mat; annotations hold `fname` and `class` (1-based)."""
+    from scipy.io import savemat
+
+    base = Path(root) / "stanford_cars"
+    (base / "devkit").mkdir(parents=True, exist_ok=True)
+    savemat(base / "devkit" / "cars_meta.mat",
+            {"class_names": np.array([[f"Maker Model {c}" for c in range(classes)]], dtype=object)})
+    for split, per_class, mat in (("train", train_per_class, base / "devkit" / "cars_train_annos.mat"),
+                                  ("test", test_per_class, base / "cars_test_annos_withlabels.mat")):
+        (base / f"cars_{split}").mkdir(parents=True, exist_ok=True)
+        rows = []
+        for k in range(classes * per_class):
+            name = f"{k + 1:05d}.jpg"
+            (base / f"cars_{split}" / name).write_bytes(jpeg_bytes(k % classes, classes, size))
+            rows.append((name, k % classes + 1))
+        records = np.array(rows, dtype=[("fname", object), ("class", object)])
+        savemat(mat, {"annotations": records.reshape(1, -1)})
+    return Path(root)

@@ -19,9 +19,10 @@ import _bootstrap  # noqa: F401
 import torch
 
 from nvpt.benchmark import BenchmarkArgs, corruption_suite_benchmark, report, resolve_device, run_benchmark
-from nvpt.cli import parser, run_main
+from nvpt.cli import finite_float, parser, run_main
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.errors import NVPTError
+from nvpt.outputs import check_output
 
 
 def main(argv):
@@ -34,7 +35,7 @@ def main(argv):
     p.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed warm-up calls per model")
     p.add_argument("--sfl-batches", type=int, nargs="+", default=defaults.sfl_batches, help="batch sizes for the SFL time table")
     p.add_argument("--time-steps", type=int, nargs="+", default=defaults.time_steps, help="SFL time steps T for the training comparison")
-    p.add_argument("--min-repeat-s", type=float, default=defaults.min_repeat_s, help="a repeat makes enough calls to last at least this long")
+    p.add_argument("--min-repeat-s", type=finite_float, default=defaults.min_repeat_s, help="a repeat makes enough calls to last at least this long")
     p.add_argument("--out", default=None, help="JSON output (default: runs/benchmark/<config>-<device>.json)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, i.e. OMP_NUM_THREADS)")
@@ -51,15 +52,17 @@ def main(argv):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    kind = "-corruptions" if args.corruptions is not None else ""
+    out = Path(args.out) if args.out else Path("runs/benchmark") / f"{Path(args.config).stem}{kind}-{device.type}.json"
+    check_output(out, inputs=[args.config], what="--out")  # before the timing starts
     if args.corruptions is not None:
         result = corruption_suite_benchmark(args.config, args.overrides, args.corruptions, args.weights,
                                             args.batch_size, device)
-        text, passed, kind = result["report"], result["pass"], "-corruptions"
+        text, passed = result["report"], result["pass"]
     else:
         result = run_benchmark(bench, device)
-        text, passed, kind = report(result), result["all_pass"], ""
+        text, passed = report(result), result["all_pass"]
     print(text)
-    out = Path(args.out) if args.out else Path("runs/benchmark") / f"{Path(args.config).stem}{kind}-{device.type}.json"
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
     return 1 if args.strict and not passed else 0

@@ -20,6 +20,7 @@ from nvpt.pipeline import run_training
 from nvpt.errors import NVPTError
 from nvpt.robustness.corruptions import CORRUPTION_VERSION, corruption_version
 from nvpt.robustness.report import side_by_side_markdown
+from nvpt.robustness.schema import read_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = {"spike_nvpt": "Spike-NVPT", "vpt_deep": "VPT-deep", "vpt_shallow": "VPT-shallow", "linear": "Linear",
@@ -45,9 +46,7 @@ def main(argv):
         if args.fresh and run_dir.exists():
             shutil.rmtree(run_dir)
         if (run_dir / "results.json").is_file():
-            import json
-
-            stored = json.loads((run_dir / "results.json").read_text())
+            stored = read_summary(run_dir / "results.json", "pass --fresh to retrain it")
             if corruption_version(stored) != CORRUPTION_VERSION:
                 raise NVPTError(f"{run_dir} holds results of corruption code version {corruption_version(stored)} "
                                 f"(this code makes {CORRUPTION_VERSION}: other noisy images); pass --fresh to retrain it")

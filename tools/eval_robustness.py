@@ -17,7 +17,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
-from nvpt.cli import parser, run_main
+from nvpt.cli import finite_float, parser, run_main
 from nvpt.config import Config, load_config
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.distributed import DistInfo
@@ -25,12 +25,15 @@ from nvpt.engine.loop import Normalize
 from nvpt.engine.restore import BEST, load_run, locate
 from nvpt.engine.run import backbone_data_config, make_loader, prepare_data, resolve_device, seed_everything
 from nvpt.errors import NVPTError
+from nvpt.outputs import check_output_folder
 from nvpt.robustness.corruptions import CORRUPTION_VERSION, corruption_version, resolve_table
 from nvpt.robustness.evaluate import evaluate_robustness, robustness_sets
 from nvpt.robustness.report import markdown_table, set_key, write_csv, write_json
+from nvpt.robustness.schema import read_summary as read_checked_summary
 
 # data keys that change how the test set is loaded, not which images it holds
 _LOADING_KEYS = {"batch_size", "eval_batch_size", "num_workers", "download"}
+OUT_FILES = ("robustness.json", "robustness.csv", "robustness.md")
 
 
 def build_parser():
@@ -42,7 +45,7 @@ def build_parser():
                         "weather, digital), common (ImageNet-C's 15), extra (its 4 others) or all; "
                         "none: no corruption sets")
     p.add_argument("--severities", nargs="+", type=int, metavar="S", help="severities 1..5 of --corruptions")
-    p.add_argument("--gaussian-std", nargs="*", type=float, metavar="SIGMA",
+    p.add_argument("--gaussian-std", nargs="*", type=finite_float, metavar="SIGMA",
                    help="plain Gaussian noise sigmas on [0,1] images (none: no Gaussian sets)")
     p.add_argument("--table", choices=("auto", "imagenet", "cifar"), help="severity constants (auto: cifar below 64 px)")
     p.add_argument("--noise-seed", type=int, metavar="N", help="seed of the evaluation noise (eval.seed)")
@@ -106,13 +109,7 @@ def same_test_data(a: Config, b: Config) -> bool:
 
 
 def read_summary(path: Path) -> dict:
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise NVPTError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(summary, dict) or not {"clean", "sets", "corruptions"} <= summary.keys():
-        raise NVPTError(f"{path} is not a results.json/robustness.json summary (needs clean, sets, corruptions)")
-    return summary
+    return read_checked_summary(path, "pass a results.json of tools/train.py or a robustness.json of this tool")
 
 
 def find_reference(path: str, cfg: Config, overrides: list[str]):
@@ -137,6 +134,7 @@ def main(argv):
         raise NVPTError(f"--batch-size must be >= 1, got {args.batch_size}")
     overrides = eval_overrides(args)
     run_dir, ckpt, cfg = run_config(args.run, overrides)
+    out = check_output_folder(args.out or run_dir / "robustness", OUT_FILES, [args.reference])  # before any work
 
     ref_summary = ref_source = ref_run = None
     if args.reference:  # checked before any evaluation starts
@@ -178,7 +176,6 @@ def main(argv):
         if ref_source == "json" and not same_sets(ref_summary, cfg):
             print(f"note: {args.reference} has other sets or noise than this evaluation: differences of means are n/a")
 
-    out = Path(args.out) if args.out else run_dir / "robustness"
     table = markdown_table(summary)
     write_json(summary, out / "robustness.json")
     write_csv(summary, out / "robustness.csv")

@@ -13,6 +13,7 @@ import _bootstrap  # noqa: F401
 
 from nvpt.cli import parser, run_main
 from nvpt.config import load_config
+from nvpt.outputs import check_output
 from nvpt.pretrain import pretrain, save_preview
 
 
@@ -25,6 +26,7 @@ def main(argv):
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     if args.preview:
+        check_output(args.preview, what="--preview")
         save_preview(cfg, args.preview)
         print(f"wrote {args.preview}")
         return

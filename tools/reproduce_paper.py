@@ -5,6 +5,9 @@ natural tasks torchvision downloads (ViT-B/16 IN-21k, 3 seeds, clean + noise wit
     python tools/reproduce_paper.py --estimate-only     # the plan and its estimated GPU time, nothing trains
     python tools/reproduce_paper.py data.num_workers=12 --tasks dtd svhn --seeds 3
     python tools/reproduce_paper.py --tables-only       # results.md from the comparisons finished so far
+    python tools/reproduce_paper.py --benchmark vtab    # VTAB-1k's 19 tasks (fgvc: the 5 FGVC sets; all: both),
+                                                        # base_lr x weight_decay chosen on val200 first (nvpt/selection.py)
+    python tools/reproduce_paper.py --benchmark all --estimate-only   # the whole plan with the grid and its estimate
 
 Prints the runs (finished, to resume, to train) and the estimated GPU time before anything starts;
 stopped and restarted it reuses finished runs and resumes unfinished ones. Writes <out>/compare-<task>/
@@ -15,33 +18,42 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from nvpt.cli import parser, run_main
+from nvpt.cli import finite_float, parser, run_main
 from nvpt.config import METHODS
 from nvpt.cost import Assumptions
 from nvpt.errors import NVPTError
 from nvpt.paper import METHODS as PAPER_METHODS
-from nvpt.paper import SEEDS, TASKS, reproduce
+from nvpt.paper import REFERENCE, SEEDS, TASKS, reproduce
+from nvpt.selection import reproduce_benchmark
+from nvpt.suites import BENCHMARKS
 
 
 def main(argv):
     default = Assumptions()
     p = parser("Run the paper's comparison on the VTAB-1k natural tasks (train, resume or collect), then write tables.")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides for every run, e.g. data.num_workers=12")
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), metavar="TASK",
-                   help=f"tasks ({', '.join(TASKS)}) or config files; default: all")
+    p.add_argument("--benchmark", choices=BENCHMARKS, default=None,
+                   help="the paper-scale benchmark: VTAB-1k's 19 tasks, the 5 FGVC data sets or all, each task's "
+                        "base_lr x weight_decay chosen on its validation split first; writes <out>/benchmark.md/.csv/.png")
+    p.add_argument("--grid-lrs", nargs="+", type=float, default=None, metavar="LR",
+                   help="--benchmark: base learning rates of the grid (default: the VPT reference's, nvpt/suites.py)")
+    p.add_argument("--grid-wds", nargs="+", type=float, default=None, metavar="WD",
+                   help="--benchmark: weight decays of the grid (default: 0.01 0.001 0.0001 0)")
+    p.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                   help=f"tasks ({', '.join(TASKS)}) or config files; with --benchmark: some of its tasks; default: all")
     p.add_argument("--methods", nargs="+", default=list(PAPER_METHODS), metavar="METHOD",
                    help=f"methods ({', '.join(METHODS)}); default: {' '.join(PAPER_METHODS)}")
     p.add_argument("--seeds", type=int, default=SEEDS, metavar="N", help=f"seeds 0..N-1 (default {SEEDS})")
     p.add_argument("--out", default="runs/paper", help="folder for the runs and tables (default runs/paper)")
     p.add_argument("--estimate-only", action="store_true", help="print the plan and the estimated GPU time, train nothing")
     p.add_argument("--tables-only", action="store_true", help="write results.md from the finished comparisons, train nothing")
-    p.add_argument("--mfu", type=float, default=default.mfu, help=f"estimate: share of the GPU's peak sustained ({default.mfu})")
-    p.add_argument("--peak-tflops", type=float, default=default.peak_tflops,
+    p.add_argument("--mfu", type=finite_float, default=default.mfu, help=f"estimate: share of the GPU's peak sustained ({default.mfu})")
+    p.add_argument("--peak-tflops", type=finite_float, default=default.peak_tflops,
                    help=f"estimate: the GPU's dense bf16 peak in TFLOP/s ({default.peak_tflops:g}, an H200)")
-    p.add_argument("--jpeg-ms", type=float, default=default.jpeg_ms, help=f"estimate: CPU ms per JPEG image ({default.jpeg_ms:g})")
-    p.add_argument("--array-ms", type=float, default=default.array_ms,
+    p.add_argument("--jpeg-ms", type=finite_float, default=default.jpeg_ms, help=f"estimate: CPU ms per JPEG image ({default.jpeg_ms:g})")
+    p.add_argument("--array-ms", type=finite_float, default=default.array_ms,
                    help=f"estimate: CPU ms per in-memory image ({default.array_ms:g})")
-    p.add_argument("--epoch-s", type=float, default=default.epoch_s,
+    p.add_argument("--epoch-s", type=finite_float, default=default.epoch_s,
                    help=f"estimate: fixed seconds per epoch besides the images ({default.epoch_s:g})")
     args = p.parse_intermixed_args(argv)
     if not 0 < args.mfu <= 1 or min(args.peak_tflops, args.jpeg_ms, args.array_ms) <= 0 or args.epoch_s < 0:
@@ -49,7 +61,14 @@ def main(argv):
     if args.estimate_only and args.tables_only:
         raise NVPTError("--estimate-only and --tables-only exclude each other")
     assume = Assumptions(args.peak_tflops, args.mfu, args.jpeg_ms, args.array_ms, args.epoch_s)
-    reproduce(args.tasks, args.methods, args.seeds, args.overrides, Path(args.out), assume, args.estimate_only,
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    if args.benchmark:
+        reproduce_benchmark(args.benchmark, args.methods, args.seeds, args.overrides, Path(args.out), REFERENCE, assume,
+                            args.estimate_only, args.tables_only, args.grid_lrs, args.grid_wds, args.tasks, log=log)
+        return
+    if args.grid_lrs or args.grid_wds:
+        raise NVPTError("--grid-lrs and --grid-wds need --benchmark")
+    reproduce(args.tasks or list(TASKS), args.methods, args.seeds, args.overrides, Path(args.out), assume, args.estimate_only,
               args.tables_only, log=lambda msg: print(msg, flush=True))
 
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Every number in docs/results.md comes from these commands (CPU, 2 cores; about 3 h without the appendix).
+# Every number in docs/results.md comes from these commands (CPU, 2 cores; about 3 h without the appendix and the
+# fronts of section 6, which add about 13 h of one core).
 # Finished runs are reused, unfinished ones resumed, so the script can be stopped and restarted.
 #   bash tools/reproduce_results.sh            # sections 1-5
 #   bash tools/reproduce_results.sh appendix   # the first protocol, on the Fashion-MNIST backbone
+#   bash tools/reproduce_results.sh peft       # issue 21: the PEFT baselines (docs/protocol.md; ~2 h + ~4.5 h on one core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -19,6 +21,14 @@ if [ "${1:-}" = appendix ]; then
   $PY tools/compare.py $A/textures.yaml $T model.pretrained_file=null \
       output_dir=runs/appendix_fmnist/random_backbone --seeds 3 --methods spike_nvpt vpt_deep linear
   $PY tools/compare.py $A/textures_strong_noise.yaml $T --seeds 5 --methods spike_nvpt vpt_deep
+  exit 0
+fi
+
+if [ "${1:-}" = peft ]; then
+  # 6. The conventional PEFT baselines beside the prompt methods (docs/protocol.md, "The PEFT comparison"):
+  #    each baseline's recipe on validation, then every method once on the test split, 5 seeds, the full suite
+  bash tools/reproduce_study.sh peft-select
+  bash tools/reproduce_study.sh peft-final
   exit 0
 fi
 
@@ -59,3 +69,11 @@ done
 # 5. The demo (README) and its figures (visualizations/)
 $PY tools/demo.py
 $PY tools/visualize_spikes.py runs/demo/spike_nvpt-s0 --runs runs/demo/spike_nvpt-s0 runs/demo/vpt_deep-s0 --out visualizations
+
+# 6. Accuracy-robustness fronts (issue 22; docs/protocol.md, "Fronts"), each case resumable, in this order: the sweep
+#    on validation (~4 h on one core), the pre-registered final on test (~2 h); the 64-px regime needs
+#    nvpt/assets/demo_backbone64.safetensors (nvpt/assets/DEMO_BACKBONE64.md): its probe (~20 min), its sweep (~6.5 h)
+bash tools/reproduce_study.sh fronts
+bash tools/reproduce_study.sh fronts-final
+bash tools/reproduce_study.sh probe64
+bash tools/reproduce_study.sh fronts64

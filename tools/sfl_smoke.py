@@ -20,6 +20,7 @@ from nvpt.config import load_config
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.pipeline import run_training
 from nvpt.errors import NVPTError
+from nvpt.outputs import check_output
 from nvpt.spiking import signal_filter
 
 
@@ -51,6 +52,7 @@ def main(argv):
     cuda = args.device == "cuda"
     if cuda and not torch.cuda.is_available():
         raise NVPTError("--device cuda but CUDA is not available; run with --device cpu for the CPU check")
+    check_output(args.report, what="report")  # before training
     seen = record_sfl_calls()
     cfg = load_config(_bootstrap.ROOT / "configs/demo/spike_nvpt.yaml", [
         "model.pretrained_file=null", f"train.device={args.device}", f"train.amp={str(cuda).lower()}",

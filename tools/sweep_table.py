@@ -14,11 +14,13 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 
-from nvpt.cli import parser, run_main
+from nvpt.cli import finite_float, parser, run_main
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.errors import NVPTError
+from nvpt.outputs import check_output
 from nvpt.robustness.compare import best_row, sweep_markdown, sweep_rows
 from nvpt.robustness.corruptions import check_versions
+from nvpt.robustness.schema import read_comparison
 
 
 def main(argv):
@@ -27,27 +29,28 @@ def main(argv):
     p.add_argument("--by", choices=("clean", "mca"), default="clean", help="what the best point maximises")
     p.add_argument("--method", help="consider only this method's rows when picking")
     p.add_argument("--exclude", nargs="*", default=[], metavar="METHOD", help="never pick these methods' rows")
-    p.add_argument("--min-clean", type=float, metavar="ACC",
+    p.add_argument("--min-clean", type=finite_float, metavar="ACC",
                    help="pick only among rows whose mean clean accuracy is >= ACC; when none is, the best clean row "
                         "(docs/protocol.md's rule: --by mca --min-clean <VPT-deep's clean - 1.5>)")
     p.add_argument("--print-best", choices=("point", "row"), help="print only the chosen point (or its row as JSON)")
     p.add_argument("--out", help="also write the markdown table to this file")
     args = p.parse_args(argv)
+    if args.out:
+        check_output(args.out, inputs=args.files, what="--out")
     comparisons = {}
     folders = [Path(name).parent for name in args.files]
     short = [f.name for f in folders]
     for name, folder in zip(args.files, folders):
         path = Path(name)
         label = folder.name if short.count(folder.name) == 1 else f"{folder.parent.name}/{folder.name}"
-        try:
-            comparisons[label] = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise NVPTError(f"cannot read {path}: {str(exc).splitlines()[0]} (pass comparison.json files of tools/compare.py)") from None
+        comparisons[label] = read_comparison(path, "pass the comparison.json files tools/compare.py writes (rerun it to rewrite a damaged one)")
     check_versions(comparisons, "comparisons")  # comparison.json of one code version each (missing: 1)
     rows = sweep_rows(comparisons)
     pool = [r for r in rows if args.method in (None, r["method"]) and r["method"] not in args.exclude]
     if not pool:
-        raise NVPTError(f"no rows of method {args.method!r} in the given files")
+        left = f"of method {args.method}" if args.method else "of any method"
+        raise NVPTError(f"no rows {left} left" + (f" after --exclude {' '.join(args.exclude)}" if args.exclude else "")
+                        + f" in the given files (methods: {', '.join(dict.fromkeys(r['method'] for r in rows))})")
     eligible = [r for r in pool if args.min_clean is None or r["clean"]["mean"] >= args.min_clean]
     chosen = best_row(eligible, args.by) if eligible else best_row(pool, "clean")
     if args.print_best == "point":

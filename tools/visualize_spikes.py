@@ -7,7 +7,6 @@
 Writes membrane_potential, binary_prompts, firing_rates and accuracy_vs_noise, each as .png
 and .pdf, into --out (default visualizations/). docs/visualizations.md explains the figures.
 """
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,9 @@ from nvpt.cli import parser, run_main
 from nvpt.config import Config, load_config
 from nvpt.engine.restore import BEST, LAST, load_run, locate
 from nvpt.errors import NVPTError
+from nvpt.outputs import check_output_folder
 from nvpt.robustness.corruptions import check_versions
+from nvpt.robustness.schema import read_summary
 
 DEMO_CONFIG = _bootstrap.ROOT / "configs" / "demo" / "spike_nvpt.yaml"
 DEMO_BACKBONE = _bootstrap.ROOT / "nvpt" / "assets" / "demo_backbone.safetensors"
@@ -127,12 +128,7 @@ def read_results(path: Path) -> tuple[str, dict]:
     if not file.is_file():
         raise NVPTError(f"{path} has no results.json: the run has not finished its final evaluation "
                         "(--runs takes finished run folders)")
-    try:
-        summary = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise NVPTError(f"cannot read {file}: {exc}") from None
-    if not isinstance(summary, dict):
-        raise NVPTError(f"{file} is not a results.json summary written by tools/train.py")
+    summary = read_summary(file, "--runs takes run folders that tools/train.py finished")
     try:
         accuracy_curves(summary)  # a malformed summary fails now, before any figure
     except NVPTError as exc:
@@ -171,9 +167,7 @@ def main(argv):
         raise NVPTError(f"--neurons must be between 1 and 16 (one figure row each), got {args.neurons}")
     if args.seed < 0:
         raise NVPTError(f"--seed must be >= 0, got {args.seed}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NVPTError(f"--out {out} is a file; pass a folder")
+    out = check_output_folder(args.out)
     results = [read_results(Path(r)) for r in args.runs or []]  # bad --runs fail before any work
 
     if args.run:

@@ -31,6 +31,7 @@ _BUILDERS = {
     "dtd": "nvpt.data.dtd",
     **{task: "nvpt.data.torchvision_tasks" for task in TORCHVISION_TASKS},
     "vtab": "nvpt.data.vtab",
+    "fgvc": "nvpt.data.fgvc",
     "image_folder": "nvpt.data.image_folder",
     "textures": "nvpt.data.textures",
     "fashion_mnist": "nvpt.data.fashion_mnist",

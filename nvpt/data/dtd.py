@@ -36,10 +36,10 @@ def _split(root: Path, data_dir: Path, split: str, partition: int) -> tuple[Sour
     return source, parsed.classes
 
 
-def build(cfg, img_size: int, in_chans: int) -> Splits:
-    root = Path(cfg.data.root)
+def official_splits(root: Path, partition: int, download: bool) -> tuple[Source, Source, Source, list[str]]:
+    """Partition `partition`'s train, val and test lists (downloaded first when `download`) and the class names."""
     data_dir = root / "dtd" / "dtd"  # torchvision's layout: <root>/<class name lower>/dtd
-    if cfg.data.download:
+    if download:
         torchvision_download(lambda: DTD(root=root, split="test", download=True), "dtd", root / "dtd",
                              FALLBACK.format(root / "dtd"))
     if not data_dir.is_dir():
@@ -47,7 +47,6 @@ def build(cfg, img_size: int, in_chans: int) -> Splits:
             f"dtd: dataset not found, looked in {data_dir}; pass data.download=true on a machine with internet, "
             f"or extract the official DTD archive dtd-r1.0.1.tar.gz into {root / 'dtd'}"
         )
-    partition = cfg.data.partition
     sources, classes = {}, {}
     for split in ("train", "val", "test"):
         sources[split], classes[split] = _split(root, data_dir, split, partition)
@@ -56,5 +55,10 @@ def build(cfg, img_size: int, in_chans: int) -> Splits:
         if classes[split] != classes["train"]:
             differ = sorted(set(classes[split]) ^ set(classes["train"]))
             raise NVPTError(f"dtd: the {split}{partition} and train{partition} label lists cover different classes ({', '.join(differ)})")
-    return protocol_splits(cfg, f"dtd partition {partition}", sources["train"], sources["val"], sources["test"],
-                           classes["train"], img_size, in_chans)
+    return sources["train"], sources["val"], sources["test"], classes["train"]
+
+
+def build(cfg, img_size: int, in_chans: int) -> Splits:
+    partition = cfg.data.partition
+    train, val, test, classes = official_splits(Path(cfg.data.root), partition, cfg.data.download)
+    return protocol_splits(cfg, f"dtd partition {partition}", train, val, test, classes, img_size, in_chans)

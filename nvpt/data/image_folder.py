@@ -13,9 +13,18 @@ from torch.utils.data import Dataset
 
 from nvpt.data import Splits, holdout_split
 from nvpt.data.transforms import build_transform
-from nvpt.errors import NVPTError
+from nvpt.errors import NVPTError, one_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+_FAILURES = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _unreadable(path, exc: BaseException) -> NVPTError:
+    if isinstance(exc, FileNotFoundError):
+        return NVPTError(f"image file not found: {path}; restore it or remove it from the data set")
+    return NVPTError(f"cannot read image {path} ({type(exc).__name__}: {one_line(exc)}); replace or delete the file")
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -24,11 +33,43 @@ def load_image(path: str | Path) -> Image.Image:
         with open(path, "rb") as f:
             image = Image.open(f)
             image.load()  # decode now, while the file is open, so truncation surfaces here
-    except FileNotFoundError:
-        raise NVPTError(f"image file not found: {path}; restore it or remove it from the data set") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise NVPTError(f"cannot read image {path} ({type(exc).__name__}: {exc}); replace or delete the file") from None
+    except _FAILURES as exc:
+        raise _unreadable(path, exc) from None
     return image
+
+
+def _ends_with_eoi(handle) -> bool:
+    """Whether a JPEG file ends with its end-of-image marker (trailing zero padding allowed)."""
+    size = handle.seek(0, 2)
+    handle.seek(max(0, size - 64))
+    return handle.read().rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
+def verify_image(path: str | Path) -> None:
+    """Check without decoding the pixels that load_image will read `path` (NVPTError naming the file if not).
+
+    PIL parses the header and verify() checks the file's structure: for PNG every chunk's CRC up to IEND,
+    which finds a truncated file. A JPEG passes verify() truncated, so one without its end marker is
+    decoded in full; other formats are decoded in full."""
+    try:
+        with open(path, "rb") as f:
+            with Image.open(f) as image:
+                kind = image.format
+                image.verify()
+            if kind == "PNG" or (kind == "JPEG" and _ends_with_eoi(f)):
+                return
+            f.seek(0)
+            with Image.open(f) as image:
+                image.load()
+    except _FAILURES as exc:
+        raise _unreadable(path, exc) from None
+
+
+def verify_images(paths: Sequence[str | Path]) -> None:
+    """verify_image on every path, each file once: done while a data set is built, so an unreadable image
+    fails before training starts and before a run folder exists."""
+    for path in dict.fromkeys(paths):
+        verify_image(path)
 
 
 def check_files_exist(paths: Sequence[Path], list_file: str | Path) -> None:
@@ -44,6 +85,7 @@ class ImageList(Dataset):
     def __init__(self, samples: Sequence[tuple[Path, int]], transform: Callable):
         self.samples = list(samples)
         self.transform = transform
+        verify_images([path for path, _ in self.samples])  # every image readable before any training
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -3,6 +3,8 @@
 <root>/<task>/{train800,val200,train800val200,test}.txt, each line `relative/path label`
 with the path relative to the task folder. protocol tune: train800 / val200 / test;
 final: train800val200 / no val / test. An optional classes.txt names the classes, one per line.
+With data.download=true a missing task folder is built from torchvision's download where it has the
+task's source (nvpt/data/vtab_sources.py).
 """
 from __future__ import annotations
 
@@ -39,6 +41,10 @@ def read_list(list_file: Path, task_dir: Path) -> list[tuple[Path, int]]:
 
 def build(cfg, img_size: int, in_chans: int) -> Splits:
     task_dir = Path(cfg.data.root) / cfg.data.task
+    if cfg.data.download and not (task_dir / "test.txt").is_file():  # test.txt is written last
+        from nvpt.data.vtab_sources import export
+
+        export(cfg)
     if not task_dir.is_dir():
         raise NVPTError(
             f"vtab: task folder {task_dir} not found; put the VTAB-1k data under data.root "

@@ -12,9 +12,8 @@ its JSON metadata, so loading a downloaded file can never run code.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nvpt.errors import NVPTError
+from nvpt.io import atomic_write, atomic_write_text  # noqa: F401  (re-exported: the engine's writers)
+from nvpt.outputs import BEST, LAST  # noqa: F401  (re-exported: the names of a run's checkpoints)
 
 FORMAT = "nvpt-checkpoint-1"
-LAST = "checkpoint-last.safetensors"  # resumable: model, optimizer, schedule, RNG, history
-BEST = "checkpoint-best.safetensors"  # best validation accuracy: model only
 
 
 def checkpoint_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -44,31 +43,15 @@ def model_identity(model: nn.Module, cfg) -> dict[str, Any]:
             "deployed": bool(getattr(model, "deployed", False))}
 
 
-def atomic_write(path: Path, write) -> None:
-    """write(tmp_path) then fsync and rename: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results and checkpoints are ordinary files
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Content hash of named tensors: name, dtype, shape and bytes of each, in sorted name order. It does not
+    depend on file paths, metadata or the order tensors were saved in: the same weights give the same hash."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, identity: dict, optimizer: torch.optim.Optimizer | None = None,

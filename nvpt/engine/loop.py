@@ -1,6 +1,7 @@
 """`train_one_epoch` and `evaluate`: plain functions, DeiT/MAE style.
 
-Batches arrive as [0,1] images; `normalize` runs on the device after an optional corruption,
+Batches arrive as [0,1] images, or as uint8 images from a decoded-once set (nvpt.data.cache), which
+`unit_float` turns into the same floats on the device; `normalize` runs on the device after an optional corruption,
 so every method sees the same noisy pixels before its own normalisation.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from nvpt.data.cache import unit_float
 from nvpt.engine.distributed import all_reduce_sum
 from nvpt.errors import NVPTError
 
@@ -60,7 +62,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer, scheduler, normalize: N
     for step, (images, labels) in enumerate(progress(loader, show_progress, desc=f"epoch {epoch}")):
         if max_steps is not None and step >= max_steps:
             break
-        images = normalize(images.to(device, non_blocking=True))
+        images = normalize(unit_float(images.to(device, non_blocking=True)))
         labels = labels.to(device, non_blocking=True)
         with autocast_for(device, train_cfg.amp, amp_dtype):
             logits = model(images)
@@ -111,7 +113,7 @@ def evaluate(model: nn.Module, loader, normalize: Normalize, device: torch.devic
     model.eval()
     loss_sum = correct = seen = 0.0
     for images, labels, ids in progress(loader, show_progress, desc=desc):
-        images = images.to(device, non_blocking=True)
+        images = unit_float(images.to(device, non_blocking=True))
         labels = labels.to(device, non_blocking=True)
         if corrupt is not None:
             images = corrupt(images, ids)

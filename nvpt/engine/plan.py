@@ -14,12 +14,14 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from nvpt.config import SCHEMA, Config, load_config
+from nvpt.config import PEFT_METHODS, SCHEMA, Config, load_config
 from nvpt.engine.checkpoint import LAST
 from nvpt.errors import NVPTError
 
 # keys that do not change what a run computes (or are rewritten when it resumes)
-IGNORED_KEYS = {"output_dir", "run_name", "train.resume", "train.threads", "train.save_every", "data.num_workers"}
+IGNORED_KEYS = {"output_dir", "run_name", "train.resume", "train.threads", "train.save_every", "data.num_workers",
+                "data.cache", "data.cache_dir", "data.cache_memory_gb",
+                "model.pretrained_file_howto"}
 
 
 def config_differences(planned: Config, saved: Config) -> list[str]:
@@ -27,6 +29,8 @@ def config_differences(planned: Config, saved: Config) -> list[str]:
     a, b = ({k: cfg.get_path(k) for k in SCHEMA} for cfg in (planned, saved))
     if planned.prompt.method != "spike_nvpt":  # the spiking keys do not change what other methods compute
         a = {k: v for k, v in a.items() if not (k.startswith("spike.") or k == "prompt.deep")}
+    # nor a PEFT method's own keys (adapter.*, lora.*, ssf.*) what the other methods compute
+    a = {k: v for k, v in a.items() if k.split(".")[0] not in PEFT_METHODS or k.split(".")[0] == planned.prompt.method}
     return [k for k in a if k not in IGNORED_KEYS and a[k] != b.get(k)
             # num_classes=null is resolved from the data set when the run starts
             and not (k == "model.num_classes" and a[k] is None)]

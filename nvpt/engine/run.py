@@ -1,8 +1,9 @@
 """The training part of a run: config -> data -> model -> epochs -> the best checkpoint, deployed.
 
 `train` writes the run folder's resolved `config.yaml`, `metrics.jsonl` (one JSON line per
-epoch), `checkpoint-last.safetensors` (resumable) and `checkpoint-best.safetensors` (best
-validation accuracy, or the last epoch when there is no validation split), and returns the
+epoch), `checkpoint-last.safetensors` (resumable; every train.save_every epochs and after the
+last) and `checkpoint-best.safetensors` (best validation accuracy, written on each improvement;
+without a validation split the final model, written once after the last epoch), and returns the
 deployed best model with the test loader. The evaluation that follows (clean and corrupted test
 accuracy, `results.json` / `results.md`) is nvpt.pipeline's, downstream of this package: a
 folder without `results.json` is an unfinished run, which `train.resume` continues exactly.
@@ -24,6 +25,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from nvpt.config import Config, dump_config
 from nvpt.data import DataBundle, build_datasets
+from nvpt.data.cache import CachedImages, cached_dataset, deterministic
 from nvpt.engine.checkpoint import (BEST, LAST, atomic_write_text, load_checkpoint, load_model_state, model_identity,
                                    read_checkpoint, save_checkpoint)
 from nvpt.engine.distributed import DistInfo, barrier
@@ -31,7 +33,7 @@ from nvpt.engine.loop import Normalize, NonFiniteLoss, evaluate, train_one_epoch
 from nvpt.engine.optim import build_optimizer, WarmupCosine
 from nvpt.errors import NVPTError
 from nvpt.models import build_model
-from nvpt.spiking import resolve_backend
+from nvpt.spiking.backend import describe_device, run_backend
 
 
 class IndexedDataset(Dataset):
@@ -43,9 +45,19 @@ class IndexedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index):
         image, label = self.base[index]
+        if not isinstance(index, int):  # a batch of indices (a cached set): ids as a tensor, as collation makes them
+            index = torch.as_tensor(index, dtype=torch.int64)
         return image, label, index
+
+
+class EpochBatchSampler(torch.utils.data.BatchSampler):
+    """The batches DataLoader(batch_size=B) would form from `sampler`, handed to a dataset that reads a whole
+    batch at once (CachedImages); set_epoch reaches the DistributedSampler inside."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
 
 
 class ShardSampler(torch.utils.data.Sampler):
@@ -102,19 +114,32 @@ def prepare_data(cfg: Config) -> tuple[DataBundle, int]:
     return bundle, img_size
 
 
-def make_loader(dataset: Dataset, batch_size: int, cfg: Config, dist: DistInfo, train: bool, device: torch.device):
+def make_loader(dataset: Dataset, batch_size: int, cfg: Config, dist: DistInfo, train: bool, device: torch.device,
+                cache: bool = True):
     """A DataLoader with a private generator: drawing its workers' base seed never advances the
     global RNG (prompt dropout), so a resumed run draws the same numbers as an uninterrupted one.
-    Training workers restart every epoch, reseeded from (seed, epoch) by run_training."""
+
+    cache: a set with a deterministic transform is decoded once (nvpt.data.cache, data.cache) and read in
+    this process, no workers: it yields uint8 images, which the loop turns into floats on the device
+    (unit_float). Otherwise data.num_workers workers decode; they stay up across epochs when the transform
+    is deterministic, and a training set with random augmentation restarts them every epoch, reseeded from
+    (seed, epoch) by run_training."""
+    if cache:
+        dataset = cached_dataset(dataset, cfg)
     generator = torch.Generator()
     generator.manual_seed(cfg.seed)
+    in_process = isinstance(dataset, CachedImages)
+    persistent = cfg.data.num_workers > 0 and (not train or deterministic(dataset))
     if train:
         sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=cfg.seed)
     else:
         dataset, sampler = IndexedDataset(dataset), ShardSampler(len(dataset), dist)
+    if in_process:  # whole batches read from the decoded array in this process: no workers, no collation
+        return DataLoader(dataset, batch_size=None, sampler=EpochBatchSampler(sampler, batch_size, drop_last=False),
+                          num_workers=0, pin_memory=device.type == "cuda", generator=generator)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
                       pin_memory=device.type == "cuda", drop_last=False, generator=generator,
-                      persistent_workers=cfg.data.num_workers > 0 and not train)
+                      persistent_workers=persistent)
 
 
 def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
@@ -154,13 +179,16 @@ class Trained:
     history: list[dict]
     images: dict[str, int]  # train / val / test set sizes (val 0: no validation split)
     say: Callable[[str], None]
+    sfl_backend: str = "none"  # cupy | torch | none (no IF neurons): the Signal Filtering Layer's backend in training
+    device_name: str = "cpu"  # "cuda:0 NVIDIA H200" or "cpu"
+    trainable_params: int = 0  # parameters the method trained (counted before deploy() folds any of them)
 
 
-def check_backend(cfg: Config, device: torch.device) -> None:
-    """A spike_nvpt run on a backend this machine lacks (spike.backend=cupy without CUDA or CuPy) fails here, before
-    a run folder exists, instead of at the first forward pass."""
-    if cfg.prompt.method == "spike_nvpt" and cfg.spike.filter == "if":
-        resolve_backend(cfg.spike.backend, device)
+def check_backend(cfg: Config, device: torch.device) -> str:
+    """The SFL backend this run uses (cupy, torch, or none for a method without IF neurons). A spike_nvpt run on a
+    backend this machine lacks (spike.backend=cupy without CUDA or CuPy) fails here, before a run folder exists,
+    instead of at the first forward pass."""
+    return run_backend(cfg.prompt.method, cfg.spike.filter, cfg.spike.backend, device)
 
 
 def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, log: Callable[[str], None] = print,
@@ -168,7 +196,7 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
     """Train per cfg in the process group `dist` (init_distributed; the caller ends it after evaluating) and return
     the best checkpoint's model, deployed."""
     device = resolve_device(cfg, dist)
-    check_backend(cfg, device)
+    sfl_backend = check_backend(cfg, device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     say = log if dist.is_main else (lambda _msg: None)
@@ -219,9 +247,9 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run_dir / "config.yaml")
+    trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"run folder {run_dir}: {cfg.prompt.method} on {cfg.data.name} ({len(bundle.train)} train images, "
-        f"{bundle.num_classes} classes), {sum(p.numel() for p in model.parameters() if p.requires_grad):,} "
-        f"trainable parameters, device {device}")
+        f"{bundle.num_classes} classes), {trainable_params:,} trainable parameters, device {device}")
 
     for epoch in range(start_epoch, cfg.train.epochs):
         train_loader.sampler.set_epoch(epoch)
@@ -243,9 +271,11 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
         line["best_epoch"] = best["epoch"]
         history.append(line)
         if dist.is_main:
-            if improved:
-                save_checkpoint(run_dir / BEST, model, identity, epoch=epoch, best=best)
             last_epoch = epoch == cfg.train.epochs - 1
+            # checkpoint-best: on each improvement when validation selects; without validation nothing is
+            # selected and the final model is written once, at the end (not every epoch: 1.4 GB for `full`)
+            if (improved and val_loader is not None) or (val_loader is None and last_epoch):
+                save_checkpoint(run_dir / BEST, model, identity, epoch=epoch, best=best)
             if (epoch + 1) % cfg.train.save_every == 0 or last_epoch:
                 save_checkpoint(run_dir / LAST, model, identity, optimizer, scheduler, scaler,
                                 epoch=epoch, best=best, history=history)
@@ -260,4 +290,4 @@ def train(cfg: Config, dist: DistInfo, config_path: str | Path | None = None, lo
     images = {"train": len(bundle.train), "val": len(bundle.val) if bundle.val else 0, "test": len(bundle.test)}
     eval_loader = val_loader if cfg.eval.split == "val" else test_loader  # val: choices made without the test split
     return Trained(run_dir, model, eval_loader, normalize, device, img_size, use_amp, amp_dtype, best,
-                   history, images, say)
+                   history, images, say, sfl_backend, describe_device(device), trainable_params)

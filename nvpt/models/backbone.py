@@ -1,4 +1,4 @@
-"""The frozen backbone: any timm VisionTransformer, with weights from the hub, a local file, or none."""
+"""The frozen backbone: any timm VisionTransformer or SwinTransformer, with weights from the hub, a local file, or none."""
 from __future__ import annotations
 
 import difflib
@@ -8,8 +8,11 @@ from pathlib import Path
 import timm
 import torch
 import yaml
+from timm.models import swin_transformer
+from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
+from nvpt.config import check_pretrained_file
 from nvpt.errors import NVPTError
 
 log = logging.getLogger("nvpt")
@@ -19,14 +22,20 @@ def _check_model_name(name: str) -> None:
     arch = name.split(".")[0]
     if timm.is_model(name) or timm.is_model(arch):
         return
-    close = difflib.get_close_matches(arch, timm.list_models("vit_*"), n=3, cutoff=0.6)
-    hint = f"; did you mean: {', '.join(close)}?" if close else " (see timm.list_models('vit_*'))"
+    close = difflib.get_close_matches(arch, timm.list_models(["vit_*", "swin_*"]), n=3, cutoff=0.6)
+    hint = f"; did you mean: {', '.join(close)}?" if close else " (see timm.list_models('vit_*') and 'swin_*')"
     raise NVPTError(f"unknown timm model '{name}' in model.name{hint}")
 
 
 # ViT sizes that timm turns into a bare ZeroDivisionError or a negative-dimension error when below 1.
 POSITIVE_SIZES = {"patch_size": "patch side in pixels, e.g. 16", "embed_dim": "token width, e.g. 192",
-                  "num_heads": "attention heads, e.g. 3", "depth": "transformer blocks to prompt, e.g. 12"}
+                  "num_heads": "attention heads, e.g. 3", "depth": "transformer blocks to prompt, e.g. 12",
+                  "depths": "Swin blocks per stage, e.g. [2, 2, 18, 2]", "window_size": "Swin window side in tokens, e.g. 7"}
+
+# The timm families the prompts attach to (nvpt.models.prompted_vit / prompted_swin); docs/method.md says which
+# others would be easy. Each maps to timm's own checkpoint filter (original key names -> timm's, resampling).
+SUPPORTED = {VisionTransformer: checkpoint_filter_fn, SwinTransformer: swin_transformer.checkpoint_filter_fn}
+FAMILY_MODULES = ("vision_transformer", "vision_transformer_hybrid", "deit", "swin_transformer")  # timm modules building them
 
 
 def _check_sizes(kwargs: dict) -> None:
@@ -37,6 +46,11 @@ def _check_sizes(kwargs: dict) -> None:
         parts = value if isinstance(value, (list, tuple)) else [value]
         if not parts or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in parts):
             raise NVPTError(f"model.kwargs {key}={value!r} must be a positive integer ({meaning})")
+
+
+def _family_error(name: str, what: str) -> str:
+    return (f"model.name '{name}' is {what}, not a timm VisionTransformer or SwinTransformer; "
+            "pick a vit_* (deit_*, ...) or swin_* model (docs/method.md names the families that would be easy to add)")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -62,16 +76,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_backbone_file(model: VisionTransformer, path: str | Path) -> None:
+def classifier_keys(model: VisionTransformer | SwinTransformer) -> set[str]:
+    """state_dict keys of the classifier (ViT: head.weight, head.bias; Swin: head.fc.weight, head.fc.bias)."""
+    classifier = model.get_classifier()
+    prefix = next(name for name, module in model.named_modules() if module is classifier)
+    return {f"{prefix}.{n}" for n, _ in classifier.named_parameters()}
+
+
+def load_backbone_file(model: VisionTransformer | SwinTransformer, path: str | Path) -> None:
     """Load a local backbone checkpoint; the classifier is kept only when its shape fits.
 
-    timm's own ViT filter converts original/JAX key names and resamples the position
-    embedding when the image size differs. Anything else that does not fit is an error
-    that lists the mismatched keys.
+    timm's own filter of the family converts original/JAX key names and resamples the position
+    embedding (ViT) or the relative position tables (Swin) when the sizes differ. Anything else
+    that does not fit is an error that lists the mismatched keys.
     """
-    state = checkpoint_filter_fn(read_state_dict(path), model)
+    state = next(f for cls, f in SUPPORTED.items() if isinstance(model, cls))(read_state_dict(path), model)
     own = model.state_dict()
-    head_keys = {f"head.{n}" for n, _ in model.get_classifier().named_parameters()}
+    head_keys = classifier_keys(model)
     state = {k: v for k, v in state.items() if not (k in head_keys and own.get(k) is not None and own[k].shape != v.shape)}
     wrong_shape = [f"{k} {tuple(v.shape)}!={tuple(own[k].shape)}" for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = sorted(set(own) - set(state) - head_keys)
@@ -87,10 +108,11 @@ def load_backbone_file(model: VisionTransformer, path: str | Path) -> None:
     log.info("loaded backbone weights from %s", path)
 
 
-def create_backbone(cfg) -> VisionTransformer:
-    """timm ViT per cfg.model; num_classes must already be resolved (an int)."""
+def create_backbone(cfg) -> VisionTransformer | SwinTransformer:
+    """timm ViT or Swin per cfg.model; num_classes must already be resolved (an int)."""
     m = cfg.model
     _check_model_name(m.name)
+    check_pretrained_file(cfg)  # before timm builds anything: the error says how to make the file
     kwargs = {"num_classes": m.num_classes}
     if m.img_size is not None:
         kwargs["img_size"] = m.img_size
@@ -113,6 +135,9 @@ def create_backbone(cfg) -> VisionTransformer:
     except NVPTError:
         raise
     except (TypeError, ValueError, AssertionError) as exc:
+        module = timm.models.model_entrypoint(m.name.split(".")[0]).__module__.rsplit(".", 1)[-1]
+        if module not in FAMILY_MODULES:  # e.g. a ResNet given ViT arguments: say what is supported instead
+            raise NVPTError(_family_error(m.name, f"a timm '{module}' model")) from None
         raise NVPTError(f"timm cannot build '{m.name}' with {kwargs}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     except Exception as exc:
         if not use_hub:  # nothing was downloaded: timm rejected the arguments (negative sizes, patch 0, ...)
@@ -123,9 +148,12 @@ def create_backbone(cfg) -> VisionTransformer:
             f"could not fetch pretrained weights for '{m.name}' from the hub ({reason}); on a machine without "
             "internet pass model.pretrained_file=/path/to/weights.safetensors (or model.pretrained=false for random init)"
         ) from None
-    if not isinstance(model, VisionTransformer):
-        raise NVPTError(f"model.name '{m.name}' is a {type(model).__name__}, not a timm VisionTransformer; pick a vit_* model")
-    if len(model.blocks) == 0:
+    if not isinstance(model, tuple(SUPPORTED)):
+        raise NVPTError(_family_error(m.name, f"a {type(model).__name__}"))
+    if isinstance(model, SwinTransformer):
+        if not len(model.layers) or any(len(stage.blocks) == 0 for stage in model.layers):
+            raise NVPTError(f"model '{m.name}' with {kwargs} has a stage of depth 0: every Swin stage needs a block")
+    elif len(model.blocks) == 0:
         raise NVPTError(f"model '{m.name}' with {kwargs} has depth 0: no transformer blocks to prompt")
     if model.patch_embed.num_patches == 0:
         raise NVPTError(f"model.img_size={model.patch_embed.img_size[0]} is smaller than the "
@@ -135,7 +163,9 @@ def create_backbone(cfg) -> VisionTransformer:
     return model
 
 
-def vpt_init_bound(model: VisionTransformer) -> float:
-    """VPT's prompt init bound sqrt(6 / (3*ph*pw + D)) (Xavier uniform over a patch projection)."""
+def vpt_init_bound(model: VisionTransformer | SwinTransformer) -> float:
+    """VPT's prompt init bound sqrt(6 / (3*ph*pw + D)) (Xavier uniform over a patch projection); D is the
+    patch embedding's width (Swin: stage 0's, for the prompts of every stage, as the VPT reference does)."""
     ph, pw = model.patch_embed.patch_size
-    return (6.0 / (3 * ph * pw + model.embed_dim)) ** 0.5
+    dim = model.embed_dim if isinstance(model.embed_dim, int) else model.embed_dim[0]  # Swin takes a list too
+    return (6.0 / (3 * ph * pw + dim)) ** 0.5

@@ -30,7 +30,7 @@ class PromptedViT(nn.Module):
         self.method = method
         self.prompts = prompts
         self.prompt_dropout = nn.Dropout(dropout)
-        self.num_prefix_tokens = backbone.num_prefix_tokens
+        self.num_prefix_tokens = getattr(backbone, "num_prefix_tokens", 0)  # Swin (PromptedSwin) has none
         self.num_classes = backbone.num_classes
         self.deployed = False
         # [L, P, D] during a forward pass. Kept in a plain dict: assigning a Parameter (VPT's
@@ -71,7 +71,11 @@ class PromptedViT(nn.Module):
         return tokens is not None and tokens.shape[1] > 0
 
     def _batch_prompts(self, layer: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
-        tokens = self._active["tokens"][layer].to(dtype).unsqueeze(0).expand(batch, -1, -1)  # [B, P, D]
+        return self._expand(self._active["tokens"][layer], batch, dtype)
+
+    def _expand(self, tokens: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        """[P, D] -> [B, P, D] in the activations' dtype, with prompt dropout."""
+        tokens = tokens.to(dtype).unsqueeze(0).expand(batch, -1, -1)  # [B, P, D]
         if self.prompt_dropout.p == 0:  # skip a module call per block: the hooks run on every forward
             return tokens
         return self.prompt_dropout(tokens)  # a fresh mask per sample (VPT)

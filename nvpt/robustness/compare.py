@@ -342,3 +342,51 @@ def sweep_markdown(rows: list[dict], chosen: dict | None = None) -> str:
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- accuracy vs robustness
+
+def parameters_markdown(comp: dict, params: dict[str, int | None]) -> str:
+    """| method | trainable parameters | clean | mCA | mCA per 1k trainable parameters |, one row per method.
+    `params`: method -> the trainable_params of its results.json (None for runs written before it existed)."""
+    lines = ["Accuracy and robustness against what each method trains (trainable parameters, head included; "
+             "mean ± std [95% CI] over seeds):", "",
+             "| method | trainable parameters | clean | mCA |", "|---|---:|---:|---:|"]
+    for m in comp["methods"]:
+        acc = comp["accuracy"][m]
+        n = params.get(m)
+        lines.append(f"| {m} | {f'{n:,}' if n is not None else 'n/a'} | {_cell(acc[CLEAN])} | "
+                     f"{_cell(acc[MEAN]) if MEAN in acc else 'n/a'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_robustness(comp: dict, path: str | os.PathLike, params: dict[str, int | None] | None = None) -> list[Path]:
+    """Clean accuracy (x) against mean corrupted accuracy (y), one point per method with its 95% CIs as error
+    bars, labelled with the method's trainable parameters when known: <path>.png/.pdf, written atomically."""
+    if MEAN not in comp["sets"]:
+        raise NVPTError("an accuracy-robustness figure needs corrupted sets (mean_corrupted): evaluate some noise")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.8))
+    ax = fig.add_subplot()
+    for i, m in enumerate(comp["methods"]):
+        clean, mca = comp["accuracy"][m][CLEAN], comp["accuracy"][m][MEAN]
+
+        def err(stat):
+            if stat["ci95_low"] is None:
+                return None
+            return [[stat["mean"] - stat["ci95_low"]], [stat["ci95_high"] - stat["mean"]]]
+
+        ax.errorbar([clean["mean"]], [mca["mean"]], xerr=err(clean), yerr=err(mca), fmt="o", capsize=3,
+                    color=f"C{i % 10}", label=m, zorder=3)
+        n = (params or {}).get(m)
+        ax.annotate(f"{m}" + (f"\n{n:,} params" if n is not None else ""), (clean["mean"], mca["mean"]),
+                    textcoords="offset points", xytext=(6, 4), fontsize=7, color=f"C{i % 10}")
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel("mean corrupted accuracy, mCA (%)")
+    seeds = len(comp["seeds"])
+    ax.set_title(f"accuracy vs robustness, {seeds} seed{'s' if seeds != 1 else ''}" + (" (95% CI)" if seeds > 1 else ""),
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, Path(path))

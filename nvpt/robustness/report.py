@@ -19,11 +19,11 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from pathlib import Path
 
 from nvpt.config import CORRUPTIONS
 from nvpt.errors import NVPTError
+from nvpt.io import atomic_write_text
 from nvpt.robustness.corruptions import FAMILIES, GAUSSIAN, check_set
 
 SET_NAMES = CORRUPTIONS + (GAUSSIAN,)
@@ -187,24 +187,9 @@ def _rows(summary: dict) -> list[dict]:
 
 # ----------------------------------------------------------------------------- writers
 
-def _atomic_write(path: str | os.PathLike, text: str) -> Path:
-    # Write a temp file beside the target and rename it: readers never see half a file.
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_json(summary: dict, path: str | os.PathLike) -> Path:
     """Write a summary (or any JSON-ready dict) as indented JSON."""
-    return _atomic_write(path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    return atomic_write_text(path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
 
 CSV_COLUMNS = ("set", "corruption", "severity_or_sigma", "accuracy", "relative", "diff_to_reference")
@@ -219,7 +204,7 @@ def write_csv(summary: dict, path: str | os.PathLike) -> Path:
     writer.writeheader()
     for row in _rows(summary):
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return _atomic_write(path, buf.getvalue())
+    return atomic_write_text(path, buf.getvalue())
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -76,6 +76,40 @@ def resolve_backend(requested: str, device: torch.device) -> str:
     return chosen
 
 
+# pyproject.toml's extras, by the CUDA major version torch was built for
+CUPY_EXTRAS = {"13": "gpu", "12": "gpu-cu12"}
+
+
+def cupy_extra(cuda_available: bool, torch_cuda: str | None) -> tuple[str | None, str]:
+    """(the pyproject extra whose CuPy matches torch's CUDA, or None, and why) from torch.cuda.is_available() and
+    torch.version.cuda: `make gpu` (and `make paper`) installs `.[<extra>]` on a CUDA machine, nothing elsewhere."""
+    if not cuda_available:
+        return None, "no CUDA device: the Signal Filtering Layer runs on the torch backend, no CuPy needed"
+    if not torch_cuda:
+        return None, "this torch is not a CUDA build (ROCm or CPU): no CuPy wheel matches it, the SFL runs on torch"
+    major = torch_cuda.split(".")[0]
+    if major not in CUPY_EXTRAS:
+        return None, (f"torch is built for CUDA {torch_cuda}, for which pyproject.toml has no CuPy extra "
+                      f"(CUDA {' or '.join(sorted(CUPY_EXTRAS))}): the SFL runs on the torch backend")
+    return CUPY_EXTRAS[major], f"torch is built for CUDA {torch_cuda}: installing the CuPy of .[{CUPY_EXTRAS[major]}]"
+
+
+def run_backend(method: str, spike_filter: str, requested: str, device: torch.device) -> str:
+    """The SFL backend a run uses on `device`: cupy or torch for spike_nvpt with the IF filter, 'none' otherwise
+    (no integrate-and-fire neurons run). Fails as resolve_backend does for an unavailable spike.backend=cupy."""
+    if method == "spike_nvpt" and spike_filter == "if":
+        return resolve_backend(requested, device)
+    return "none"
+
+
+def describe_device(device: torch.device) -> str:
+    """'cuda:0 NVIDIA H200' or 'cpu': where a run ran, for results.json."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+    return str(device)
+
+
 def make_surrogate(name: str, alpha: float):
     with _quiet_import():
         from spikingjelly.activation_based import surrogate
