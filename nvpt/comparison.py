@@ -6,7 +6,9 @@ A method's own recipe, when the config folder holds <config stem>_<m>.yaml (e.g.
 is read from that file instead. A method entry may also be a YAML file (a variant, e.g. an
 study variant in configs/study/): it is labelled by its file name and trained as it says.
 With reuse (the default) a run folder that already holds results.json for the same config is
-collected instead of retrained, and an unfinished one is resumed (nvpt.engine.plan). Writes
+collected instead of retrained, and an unfinished one is resumed (nvpt.engine.plan); a finished
+run evaluated with an older corruption code version (other noisy images) is refused unless
+tools/eval_robustness.py has re-evaluated it (read_run_results). Writes
 comparison.md, comparison.json and comparison.png/.pdf to `out`.
 
     jobs = plan_comparison("configs/dtd.yaml", [], ["spike_nvpt", "vpt_deep"], seeds=3)
@@ -23,12 +25,13 @@ from pathlib import Path
 from typing import Callable
 
 from nvpt.config import METHODS, Config, check_pretrained_file, load_config
-from nvpt.engine.checkpoint import atomic_write_text
+from nvpt.engine.checkpoint import BEST, atomic_write_text
 from nvpt.engine.plan import plan_run
 from nvpt.errors import NVPTError
 from nvpt.outputs import check_output_folder
 from nvpt.robustness.compare import (MEAN, compare_runs, comparison_markdown, family_markdown, parameters_markdown,
                                      plot_accuracy_robustness, plot_comparison, summary_markdown)
+from nvpt.robustness.corruptions import CORRUPTION_VERSION, RERUN_HINT, corruption_version
 from nvpt.robustness.evaluate import robustness_sets
 from nvpt.robustness.report import write_json
 from nvpt.robustness.schema import read_summary
@@ -98,6 +101,9 @@ def plan_comparison(config: str | Path, overrides: list[str], methods: list[str]
             check_pretrained_file(cfg)
             run_dir = Path(cfg.output_dir) / cfg.run_name
             jobs.append(Job(method, seed, cfg, run_dir, plan_run(cfg, run_dir, reuse)))
+    for job in jobs:
+        if job.action == "reuse":
+            read_run_results(job.run_dir)  # an outdated one fails now, before any training
     labels = list(dict.fromkeys(job.method for job in jobs))
     if len(labels) != len(methods):
         raise NVPTError(f"--methods gives two entries the same label: {' '.join(methods)}")
@@ -105,9 +111,25 @@ def plan_comparison(config: str | Path, overrides: list[str], methods: list[str]
 
 
 def read_run_results(run_dir: Path) -> dict:
-    """A finished run's results.json, checked; a damaged one names the file and how to redo it."""
+    """A finished run's results.json, checked; a damaged one names the file and how to redo it.
+    When it was evaluated with an older corruption code version (CORRUPTION_VERSION: other noisy
+    images), its corrupted accuracies come from the robustness/robustness.json that
+    `tools/eval_robustness.py RUN` wrote with the current version (checkpoint-best, the same sets
+    and noise seed); without one it is an error."""
     path = run_dir / "results.json"
-    return read_summary(path, f"delete {path} and rerun: the run resumes from its checkpoint and is evaluated again")
+    results = read_summary(path, f"delete {path} and rerun: the run resumes from its checkpoint and is evaluated again")
+    version = corruption_version(results)
+    if version == CORRUPTION_VERSION or not results.get("sets"):
+        return results
+    redo = run_dir / "robustness" / "robustness.json"
+    if redo.is_file():
+        again = read_summary(redo, f"rerun tools/eval_robustness.py {run_dir}")
+        if (corruption_version(again) == CORRUPTION_VERSION and Path(str(again.get("checkpoint", ""))).name == BEST
+                and set(again.get("sets", {})) == set(results["sets"]) and again.get("noise_seed") == results.get("noise_seed")):
+            return {**results, **{k: v for k, v in again.items() if k != "reference"}}
+    raise NVPTError(f"run {run_dir} was evaluated with corruption code version {version} (this code makes version "
+                    f"{CORRUPTION_VERSION}: other noisy images); {RERUN_HINT.replace('their', 'its').replace('RUN', str(run_dir))}, "
+                    f"or retrain it into another output_dir")
 
 
 def run_job(job: Job, head: str, config: str | Path, log: Callable[[str], None]) -> None:

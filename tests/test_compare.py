@@ -12,6 +12,7 @@ import torch
 from conftest import load_tool
 
 from nvpt.errors import NVPTError
+from nvpt.robustness.corruptions import CORRUPTION_VERSION
 from nvpt.robustness.compare import (compare_runs, comparison_markdown, family_curves, family_markdown, noise_curves,
                                      plot_comparison, set_accuracies, summary_markdown)
 from nvpt.robustness.report import summarize, t_critical_95
@@ -250,3 +251,19 @@ def test_compare_tool_end_to_end(tmp_path, capsys):
     assert snapshot(runs_dir) == before
     assert sorted(p.name for p in runs_dir.iterdir()) == ["compare-tiny", "tiny-spike_nvpt-s0", "tiny-spike_nvpt-s1",
                                                           "tiny-vpt_deep-s0", "tiny-vpt_deep-s1"]
+
+    # a finished run evaluated with an older corruption code version (no "corruption_version": 1) is
+    # refused before any work, naming it and the fix; its re-evaluation by tools/eval_robustness.py is used
+    assert comp["corruption_version"] == CORRUPTION_VERSION and all(
+        r["corruption_version"] == CORRUPTION_VERSION for r in stored.values())
+    old_run = runs_dir / "tiny-vpt_deep-s0"
+    current = json.loads((old_run / "results.json").read_text())
+    (old_run / "results.json").write_text(json.dumps({k: v for k, v in current.items() if k != "corruption_version"}))
+    assert tool.run_main(tool.main, [str(config), *args[1:]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(old_run) in err and "version 1" in err and "tools/eval_robustness.py" in err, err
+    redo = {**current, "checkpoint": str(old_run / "checkpoint-best.safetensors"), "run": str(old_run)}
+    (old_run / "robustness").mkdir()
+    (old_run / "robustness" / "robustness.json").write_text(json.dumps(redo))
+    assert tool.run_main(tool.main, [str(config), *args[1:]]) == 0
+    assert json.loads((out / "comparison.json").read_text())["accuracy"] == comp["accuracy"]

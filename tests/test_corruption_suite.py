@@ -36,7 +36,7 @@ from nvpt.robustness.corruptions import (
     corruption_grid,
     corruption_param,
     family_of,
-    sample_generators,
+    sample_streams,
 )
 from nvpt.robustness.imageops import rgb_to_hsv
 
@@ -224,7 +224,7 @@ def test_matches_reference(name, monkeypatch):
         c = corruption_param(name, severity, "imagenet")
         ours = corrupt(x, name, severity, ids(x), 3, "imagenet").double() * 255
         draw = _implementations()[name][0]
-        draws = draw(x, sample_generators(3, name, severity, ids(x)), c, "imagenet") if draw else {}
+        draws = draw(x, sample_streams(3, name, severity, ids(x)), c, "imagenet") if draw else {}
         for i in range(x.shape[0]):
             shifts = draws["shifts"][i] if name == "glass_blur" else None
             ref = run_reference(monkeypatch, name, severity, x[i], reference_draws(name, draws, i), shifts)
@@ -279,7 +279,7 @@ def test_cifar_elastic_matches_opencv_and_scipy():
         alpha, sigma, jitter = (H * f for f in c)
         ours = corrupt(x, "elastic_transform", severity, ids(x), 1, "cifar")
         draws = _implementations()["elastic_transform"][0](
-            x, sample_generators(1, "elastic_transform", severity, ids(x)), c, "cifar")
+            x, sample_streams(1, "elastic_transform", severity, ids(x)), c, "cifar")
         for i in range(x.shape[0]):
             img = x[i].permute(1, 2, 0).numpy().astype(np.float32)
             centre = np.float32((H, W)) // 2
@@ -363,7 +363,9 @@ def _non_affine_shift(out, x):  # RMS of the displacement left after the best af
         shift = torch.stack([((img[0] - 0.25) * 64 - xx)[inner[1:]].flatten(), ((img[1] - 0.25) * 64 - yy)[inner[1:]].flatten()], 1)
         rest = shift - basis @ torch.linalg.lstsq(basis, shift).solution
         rms.append(rest.pow(2).mean().sqrt())
-    return torch.stack(rms).mean().item()
+    # median over images: an image whose (CIFAR-10-C) affine jitter reaches past the border inside
+    # the measured region reflects there, a non-affine shift that is not the elastic field's
+    return torch.stack(rms).median().item()
 
 
 def _ramps(n):  # x / 64 + 1/4, y / 64 + 1/4, 1/2: bilinear resampling reads the sampled position back
@@ -412,7 +414,10 @@ OTHER_MEASURE = {("cifar", "glass_blur", 3, 4): _content_loss}
 @pytest.mark.parametrize("table", TABLES)
 @pytest.mark.parametrize("name", CORRUPTIONS)
 def test_grows_with_severity(name, table):
-    x = {"frost": photos(4) * 0.25, "snow": photos(4) * 0.5, "elastic_transform": _ramps(4)}.get(name, photos(4))
+    # snow: 16 draws (the 4 photos, each with 4 ids): at 32 px ImageNet-C's zoom 4 leaves 8 x 8 random
+    # values per image, too few for one draw per photo to show the growth reliably
+    x = {"frost": photos(4) * 0.25, "snow": photos(4).repeat(4, 1, 1, 1) * 0.5,
+         "elastic_transform": _ramps(4)}.get(name, photos(4))
     draw, apply = _implementations()[name]
     outs = []
     for severity in range(1, 6):
@@ -420,7 +425,7 @@ def test_grows_with_severity(name, table):
         if draw is None or name == "shot_noise":
             outs.append(corrupt(x, name, severity, ids(x), 0, table))
         else:
-            draws = draw(x, sample_generators(0, name, 1, ids(x)), c, table)
+            draws = draw(x, sample_streams(0, name, 1, ids(x)), c, table)
             outs.append(apply(x.float(), c, draws, table).float().clamp(0, 1))
     pairs = {"saturate": [(1, 2), (3, 4), (4, 5)], "spatter": [(1, 2), (2, 3), (4, 5)]}.get(
         name, [(s, s + 1) for s in range(1, 5)])

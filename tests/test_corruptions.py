@@ -182,8 +182,13 @@ def test_cpu_and_cuda_see_same_images():
     x = torch.rand(4, 3, 32, 32)
     for name in NOISE:
         cpu = corrupt(x, name, 5, torch.arange(4), 0)
-        gpu = corrupt(x.cuda(), name, 5, torch.arange(4).cuda(), 0)
-        assert torch.equal(cpu, gpu.cpu())
+        gpu = corrupt(x.cuda(), name, 5, torch.arange(4).cuda(), 0).cpu()
+        if name == "impulse_noise":  # uniforms and comparisons: exact on both
+            assert torch.equal(cpu, gpu)
+        elif name == "shot_noise":  # a count may differ by one where log/lgamma round differently
+            assert ((cpu - gpu).abs() < 1e-6).float().mean() > 0.999
+        else:  # normals: log, sin and cos may differ in the last bit
+            torch.testing.assert_close(cpu, gpu, rtol=0, atol=1e-5)
 
 
 def test_corruption_grid_order():

@@ -18,6 +18,7 @@ from nvpt.cli import parser, run_main
 from nvpt.config import METHODS, load_config
 from nvpt.pipeline import run_training
 from nvpt.errors import NVPTError
+from nvpt.robustness.corruptions import CORRUPTION_VERSION, corruption_version
 from nvpt.robustness.report import side_by_side_markdown
 from nvpt.robustness.schema import read_summary
 
@@ -45,8 +46,12 @@ def main(argv):
         if args.fresh and run_dir.exists():
             shutil.rmtree(run_dir)
         if (run_dir / "results.json").is_file():
+            stored = read_summary(run_dir / "results.json", "pass --fresh to retrain it")
+            if corruption_version(stored) != CORRUPTION_VERSION:
+                raise NVPTError(f"{run_dir} holds results of corruption code version {corruption_version(stored)} "
+                                f"(this code makes {CORRUPTION_VERSION}: other noisy images); pass --fresh to retrain it")
             print(f"[{i}/{len(args.methods)}] {LABELS[method]}: reusing {run_dir} (pass --fresh to retrain)")
-            summaries[LABELS[method]] = read_summary(run_dir / "results.json", "pass --fresh to retrain it")
+            summaries[LABELS[method]] = stored
             continue
         resume = [f"train.resume={run_dir}"] if (run_dir / "config.yaml").is_file() else []  # unfinished run
         cfg = load_config(config, [f"seed={args.seed}", f"run_name={run_dir.name}", *resume, *args.overrides])

@@ -26,7 +26,7 @@ from nvpt.engine.restore import BEST, load_run, locate
 from nvpt.engine.run import backbone_data_config, make_loader, prepare_data, resolve_device, seed_everything
 from nvpt.errors import NVPTError
 from nvpt.outputs import check_output_folder
-from nvpt.robustness.corruptions import resolve_table
+from nvpt.robustness.corruptions import CORRUPTION_VERSION, corruption_version, resolve_table
 from nvpt.robustness.evaluate import evaluate_robustness, robustness_sets
 from nvpt.robustness.report import markdown_table, set_key, write_csv, write_json
 from nvpt.robustness.schema import read_summary as read_checked_summary
@@ -98,7 +98,7 @@ def same_sets(summary: dict, cfg: Config) -> bool:
     wanted = {set_key(*s) for s in robustness_sets(cfg.eval)}
     table = resolve_table(cfg.eval.corruption_table, backbone_data_config(cfg)[0])
     return (set(summary.get("sets", {})) == wanted and summary.get("noise_seed") == cfg.eval.seed
-            and summary.get("corruption_table") == table)
+            and summary.get("corruption_table") == table and corruption_version(summary) == CORRUPTION_VERSION)
 
 
 def same_test_data(a: Config, b: Config) -> bool:

@@ -19,6 +19,7 @@ from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.errors import NVPTError
 from nvpt.outputs import check_output
 from nvpt.robustness.compare import best_row, sweep_markdown, sweep_rows
+from nvpt.robustness.corruptions import check_versions
 from nvpt.robustness.schema import read_comparison
 
 
@@ -43,6 +44,7 @@ def main(argv):
         path = Path(name)
         label = folder.name if short.count(folder.name) == 1 else f"{folder.parent.name}/{folder.name}"
         comparisons[label] = read_comparison(path, "pass the comparison.json files tools/compare.py writes (rerun it to rewrite a damaged one)")
+    check_versions(comparisons, "comparisons")  # comparison.json of one code version each (missing: 1)
     rows = sweep_rows(comparisons)
     pool = [r for r in rows if args.method in (None, r["method"]) and r["method"] not in args.exclude]
     if not pool:

@@ -20,6 +20,7 @@ from nvpt.config import Config, load_config
 from nvpt.engine.restore import BEST, LAST, load_run, locate
 from nvpt.errors import NVPTError
 from nvpt.outputs import check_output_folder
+from nvpt.robustness.corruptions import check_versions
 from nvpt.robustness.schema import read_summary
 
 DEMO_CONFIG = _bootstrap.ROOT / "configs" / "demo" / "spike_nvpt.yaml"
@@ -201,6 +202,7 @@ def main(argv):
         named = {}
         for name, summary in results:
             named[name if name not in named else f"{name} #{len(named) + 1}"] = summary
+        check_versions(named)  # curves of one set of noisy images
         print("accuracy curves: " + ", ".join(f"{n} ({s.get('method')})" for n, s in named.items()))
         written += plot_accuracy_vs_noise(named, out / "accuracy_vs_noise")
     else:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from nvpt.errors import NVPTError
-from nvpt.robustness.corruptions import FAMILIES, GAUSSIAN
+from nvpt.robustness.corruptions import FAMILIES, GAUSSIAN, check_versions
 from nvpt.robustness.report import SET_NAMES, aggregate_seeds, paired_gain, parse_set_key, set_order
 
 CLEAN, MEAN = "clean", "mean_corrupted"
@@ -60,6 +60,8 @@ def compare_runs(results: dict[str, list[dict]], reference: str = "vpt_deep") ->
         raise NVPTError("compare_runs needs the results of at least one method")
     if reference not in results:
         raise NVPTError(f"reference method {reference!r} has no results; methods: {', '.join(results)}")
+    version = check_versions({f"{method} seed {run.get('seed', i) if isinstance(run, dict) else i}": run
+                              for method, runs in results.items() for i, run in enumerate(runs or [])})
     by_seed: dict[str, dict[int, dict[str, float]]] = {}
     for method, runs in results.items():
         if not runs:
@@ -95,8 +97,11 @@ def compare_runs(results: dict[str, list[dict]], reference: str = "vpt_deep") ->
             for k in sets:
                 diffs = [a - b for a, b in zip(column(m, k), column(reference, k))]
                 gain[m][k] = {**paired_gain(column(m, k), column(reference, k)), "values": diffs}
-    return {"methods": list(results), "reference": reference, "seeds": seeds, "sets": sets,
-            "accuracy": accuracy, "gain": gain}
+    out = {"methods": list(results), "reference": reference, "seeds": seeds, "sets": sets,
+           "accuracy": accuracy, "gain": gain}
+    if version is not None:
+        out["corruption_version"] = version  # of every run's noisy images (results without sets: none)
+    return out
 
 
 # ----------------------------------------------------------------------------- table

@@ -18,16 +18,16 @@ package (imagecorruptions-imaug 1.1.5) applies them, "cifar" the CIFAR-10-C cons
 hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py, milder and meant for 32 px images.
 Formulas and where the two recipes differ: docs/robustness.md.
 
-Seeding: each sample gets its own CPU `torch.Generator`, seeded by SHA-256 of
-(seed, corruption, severity or sigma, sample id). All randomness of a corruption (noise, the
+Seeding (CORRUPTION_VERSION 2): every random number of a corrupted image is a counter-based hash
+of (seed, corruption, severity or sigma, sample id, stream, element), computed on the images'
+device in torch integer ops (nvpt/robustness/rng.py). All randomness of a corruption (noise, the
 motion-blur angle, the frost crop, the fog fractal, ...) comes from it, so the corrupted image
 depends only on those values, never on batch size, batch order or the other samples: every
-method and every rerun is evaluated on the same images. Random values are drawn on the CPU
-and then moved to the images' device because CPU and CUDA generators give different streams.
+method and every rerun is evaluated on the same images, on the CPU and on CUDA (up to float
+rounding, docs/robustness.md). Version 1 (before) drew from one CPU torch.Generator per sample.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 from typing import Iterable
@@ -37,6 +37,36 @@ from torch import Tensor
 
 from nvpt.config import CORRUPTIONS
 from nvpt.errors import NVPTError
+from nvpt.robustness.rng import SampleStreams, set_key
+
+# Version of the corrupted images: bumped whenever the same (seed, set, sample) gives other
+# pixels. Recorded in each run's results.json ("corruption_version"); a results.json without
+# it is version 1. 1: per-sample CPU torch.Generator (up to commit 5fb576b); 2: counter-based
+# streams on the images' device (nvpt/robustness/rng.py).
+CORRUPTION_VERSION = 2
+RERUN_HINT = "rerun their evaluation with tools/eval_robustness.py RUN"
+
+
+def corruption_version(summary: dict) -> int:
+    """The corruption code version a summary (results.json, robustness.json, comparison.json)
+    was evaluated with: its "corruption_version", 1 when it has none (made before the field)."""
+    return int(summary.get("corruption_version", 1)) if isinstance(summary, dict) else 1
+
+
+def check_versions(summaries: dict[str, dict], what: str = "runs") -> int | None:
+    """Refuse to put together summaries evaluated with different corruption versions (their
+    noisy images differ): one NVPTError line naming them. Summaries without corrupted sets
+    (clean accuracy only) do not count. Returns the common version (None if none counts)."""
+    versions: dict[int, list[str]] = {}
+    for name, summary in summaries.items():
+        if isinstance(summary, dict) and summary.get("sets", True):
+            versions.setdefault(corruption_version(summary), []).append(name)
+    if len(versions) > 1:
+        parts = "; ".join(f"version {v}: {', '.join(names)}" for v, names in sorted(versions.items()))
+        old = [n for v, names in versions.items() if v < max(versions) for n in names]
+        raise NVPTError(f"{what} were evaluated on different noisy images (corruption code {parts}); "
+                        f"{RERUN_HINT} for {', '.join(old)} (or retrain them) so that all have version {max(versions)}")
+    return next(iter(versions), None)
 
 GAUSSIAN = "gaussian"  # plain additive Gaussian noise with an explicit sigma
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -194,18 +224,13 @@ def resolve_table(table: str, img_size: int) -> str:
     return "cifar" if img_size < AUTO_TABLE_BELOW else "imagenet"
 
 
-def _sample_seed(seed: int, name: str, level: str, sample_id: int) -> int:
-    # hashlib, not hash(): Python salts str hashes per process.
-    digest = hashlib.sha256(f"nvpt-corruption|{seed}|{name}|{level}|{sample_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def sample_generators(seed: int, name: str, severity: int | None, sample_ids, sigma: float | None = None
-                      ) -> list[torch.Generator]:
-    """One seeded CPU generator per sample: everything random about its corrupted image."""
+def sample_streams(seed: int, name: str, severity: int | None, sample_ids, sigma: float | None = None,
+                   device: torch.device | str | None = None) -> SampleStreams:
+    """The random streams of each sample of a batch for one evaluation set, on `device` (by
+    default the ids' device): everything random about its corrupted image."""
     level = f"sigma={float(sigma)!r}" if name == GAUSSIAN else f"severity={int(severity)}"
-    return [torch.Generator().manual_seed(_sample_seed(int(seed), name, level, i))
-            for i in torch.as_tensor(sample_ids).tolist()]
+    ids = torch.as_tensor(sample_ids)
+    return SampleStreams(set_key(int(seed), name, level), ids, ids.device if device is None else device)
 
 
 def _implementations() -> dict:
@@ -239,12 +264,11 @@ def corrupt(images: Tensor, name: str, severity: int | None, sample_ids: Tensor,
         return images.clone()
 
     draw, apply = _implementations()[name]
-    gens = sample_generators(seed, name, severity, ids, sigma)
     x = images.float()  # float32 whatever the input dtype (same images for all), cast back at the end
     grey = rgb_op and channels == 1
     if grey:
         x = x.expand(-1, 3, -1, -1)
-    draws = draw(x, gens, c, table) if draw is not None else None
+    draws = draw(x, sample_streams(seed, name, severity, ids, sigma, x.device), c, table) if draw else None
     out = apply(x, c, draws, table)
     if grey:
         from nvpt.robustness.imageops import rgb_to_gray

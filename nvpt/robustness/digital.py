@@ -55,12 +55,17 @@ def contrast(x: Tensor, c, draws, table: str) -> Tensor:
 def pixelate(x: Tensor, c, draws, table: str) -> Tensor:
     H, W = x.shape[-2:]
     small = pil_box_resize_u8(torch.round(x.double().clamp(0, 1) * 255), (max(int(H * c), 1), max(int(W * c), 1)))
-    rows = pil_nearest_index(small.shape[-2], H).to(x.device)
-    cols = pil_nearest_index(small.shape[-1], W).to(x.device)
+    rows = pil_nearest_index(small.shape[-2], H, x.device)
+    cols = pil_nearest_index(small.shape[-1], W, x.device)
     return small[..., rows, :][..., cols] / 255.0
 
 
 def jpeg_compression(x: Tensor, c, draws, table: str) -> Tensor:
+    """The one corruption computed on the CPU: Pillow's JPEG codec, image by image (the batch is
+    copied to the host and back), as ImageNet-C. torchvision 0.29's encode_jpeg/decode_jpeg
+    also take CUDA tensors, but there they run nvJPEG, another encoder, whose output could not
+    be checked against Pillow's without a GPU (on the CPU torchvision's bytes equal Pillow's:
+    both are libjpeg-turbo); and torchvision deprecates its codec from 0.29 on (TorchCodec)."""
     from PIL import Image
 
     B, C, H, W = x.shape
@@ -75,22 +80,21 @@ def jpeg_compression(x: Tensor, c, draws, table: str) -> Tensor:
     return torch.stack(out).permute(0, 3, 1, 2).to(x.device).float() / 255.0
 
 
-def _draw_elastic(x: Tensor, gens, c, table: str) -> dict:
+def _draw_elastic(x: Tensor, streams, c, table: str) -> dict:
     H, W = x.shape[-2:]
-    if table == "cifar":  # affine jitter (3 points x (x, y)), then dx, dy fields, uniform in [0, 1)
-        u = [(torch.rand(3, 2, dtype=torch.float64, generator=g), torch.rand(2, H, W, dtype=torch.float64, generator=g))
-             for g in gens]
-        return {"affine": torch.stack([a for a, _ in u]), "fields": torch.stack([f for _, f in u])}
-    return {"fields": torch.stack([torch.rand(2, H, W, dtype=torch.float64, generator=g) for g in gens])}
+    fields = streams.uniform(0, (2, H, W), torch.float64)  # dx, dy fields, uniform in [0, 1)
+    if table == "cifar":  # and the affine jitter (3 points x (x, y))
+        return {"affine": streams.uniform(1, (3, 2), torch.float64), "fields": fields}
+    return {"fields": fields}
 
 
 def elastic_transform(x: Tensor, c, draws: dict, table: str) -> Tensor:
     B, C, H, W = x.shape
-    u = draws["fields"].to(x.device)
+    u = draws["fields"]
     image = x.float()
     if table == "cifar":
         alpha, sigma, jitter = (H * f for f in c)
-        centre = torch.tensor([H // 2, W // 2], dtype=torch.float32)
+        centre = torch.tensor([H // 2, W // 2], dtype=torch.float32, device=x.device)
         side = min(H, W) // 3
         src = torch.stack([centre + side, torch.stack([centre[0] + side, centre[1] - side]), centre - side])
         offset = (-jitter + (jitter - (-jitter)) * draws["affine"]).float()
@@ -106,7 +110,7 @@ def elastic_transform(x: Tensor, c, draws: dict, table: str) -> Tensor:
     return sample_bilinear(image, rows + fields[:, 1].double(), cols + fields[:, 0].double(), "reflect").float()
 
 
-CORRUPTIONS = {  # name -> (draw(x, generators, c, table) -> dict or None, apply(x, c, draws, table))
+CORRUPTIONS = {  # name -> (draw(x, streams, c, table) -> dict or None, apply(x, c, draws, table))
     "brightness": (None, brightness),
     "contrast": (None, contrast),
     "elastic_transform": (_draw_elastic, elastic_transform),

@@ -10,7 +10,7 @@ from functools import partial
 import torch
 
 from nvpt.engine.loop import evaluate
-from nvpt.robustness.corruptions import corrupt, corruption_grid, resolve_table
+from nvpt.robustness.corruptions import CORRUPTION_VERSION, corrupt, corruption_grid, resolve_table
 from nvpt.robustness.report import set_key, summarize
 
 
@@ -36,6 +36,7 @@ def evaluate_robustness(model, loader, normalize, device: torch.device, eval_cfg
     summary = summarize(clean, corrupted, reference)
     summary["corruption_table"] = table
     summary["noise_seed"] = eval_cfg.seed
+    summary["corruption_version"] = CORRUPTION_VERSION  # which noisy images (nvpt/robustness/corruptions.py)
     return summary
 
 

@@ -5,6 +5,11 @@ OpenCV, Pillow) on a whole batch: same border rule, same coordinate convention, 
 rounding where the library works on 8-bit data. tests/test_corruption_suite.py checks them
 against those libraries. Images are [B, C, H, W] (or [B, H, W] where stated).
 
+Everything runs on the images' device: constants (kernels, resampling matrices) are built
+there from Python numbers, and nothing reads image data back to the host (no .item(),
+.tolist(), .cpu() or numpy of a tensor), so a batch on CUDA stays on CUDA. The exceptions are
+documented where they are: none here (jpeg_compression in digital.py encodes on the CPU).
+
 Border modes (`border_index`):
     nearest     a a a | a b c d | d d d      scipy 'nearest', OpenCV BORDER_REPLICATE
     reflect     b a | a b c d | d c          scipy/skimage 'reflect' (half-sample symmetric)
@@ -50,22 +55,24 @@ def _padded(x: Tensor, dim: int, before: int, after: int, mode: str) -> Tensor:
 
 def correlate1d(x: Tensor, weights: Tensor, dim: int, mode: str) -> Tensor:
     """scipy.ndimage.correlate1d with an odd-length kernel centred on each element (origin 0)."""
-    r = (weights.numel() - 1) // 2
+    taps = [float(w) for w in weights]  # Python numbers (a kernel built from constants), never device data
+    r = (len(taps) - 1) // 2
     n = x.shape[dim]
     xp = _padded(x, dim, r, r, mode)
-    taps = weights.tolist()
     out = xp.narrow(dim, 0, n) * taps[0]
     for k in range(1, len(taps)):  # one multiply-add per tap: cheaper than conv1d on tall batches
         out.add_(xp.narrow(dim, k, n), alpha=taps[k])
     return out
 
 
-def gaussian_kernel1d(sigma: float, truncate: float) -> Tensor:
-    """scipy's normalised Gaussian kernel, radius int(truncate * sigma + 0.5), float64."""
+@lru_cache(maxsize=256)
+def gaussian_kernel1d(sigma: float, truncate: float) -> tuple[float, ...]:
+    """scipy's normalised Gaussian kernel, radius int(truncate * sigma + 0.5), as Python floats
+    (computed with numpy as scipy does: a host constant, never a tensor)."""
     radius = int(truncate * float(sigma) + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    phi = torch.exp(-0.5 / (float(sigma) * float(sigma)) * x * x)
-    return phi / phi.sum()
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 / (float(sigma) * float(sigma)) * x * x)
+    return tuple(float(v) for v in phi / phi.sum())
 
 
 def gaussian_filter(x: Tensor, sigma, dims=(-2, -1), mode: str = "nearest", truncate: float = 4.0) -> Tensor:
@@ -84,42 +91,38 @@ def filter2d(x: Tensor, kernel: Tensor, mode: str = "reflect101") -> Tensor:
     kh, kw = kernel.shape
     xp = _padded(_padded(x, -2, kh // 2, kh // 2, mode), -1, kw // 2, kw // 2, mode)
     lead = xp.shape[:-2]
-    out = F.conv2d(xp.reshape(-1, 1, *xp.shape[-2:]), kernel.to(xp.dtype)[None, None])
+    out = F.conv2d(xp.reshape(-1, 1, *xp.shape[-2:]), kernel.to(xp)[None, None])  # the image's dtype and device
     return out.reshape(*lead, *out.shape[-2:])
 
 
 def box3(x: Tensor) -> Tensor:
     """cv2.blur(x, (3, 3)): mean of the 3x3 neighbourhood, BORDER_REFLECT_101, summed in float64."""
-    return filter2d(x.double(), torch.ones(3, 3, dtype=torch.float64)) * (1.0 / 9.0)
+    return filter2d(x.double(), torch.ones(3, 3, dtype=torch.float64, device=x.device)) * (1.0 / 9.0)
 
 
 # ----------------------------------------------------------------------------- resampling
 
-def zoom_matrix(n_in: int, zoom: float) -> Tensor:
+def zoom_matrix(n_in: int, zoom: float, device=None) -> Tensor:
     """[round(n_in * zoom), n_in] float64 matrix of scipy.ndimage.zoom(order=1) along one axis
-    (grid_mode=False: the first and last samples of input and output coincide)."""
+    (grid_mode=False: the first and last samples of input and output coincide), on `device`."""
     n_out = int(round(n_in * zoom))
-    m = torch.zeros(n_out, n_in, dtype=torch.float64)
     step = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-    for o in range(n_out):
-        c = o * step
-        i0 = math.floor(c)
-        f = c - i0
-        m[o, min(i0, n_in - 1)] += 1.0 - f
-        if f > 0 and i0 + 1 < n_in:
-            m[o, i0 + 1] += f
-    return m
+    c = torch.arange(n_out, dtype=torch.float64, device=device) * step
+    i0 = torch.floor(c)
+    f = c - i0
+    cols = torch.arange(n_in, dtype=torch.float64, device=device)[None]
+    i0, f = i0[:, None].clamp(max=n_in - 1), f[:, None]
+    return torch.where(cols == i0, 1.0 - f, 0.0) + torch.where((cols == i0 + 1) & (f > 0), f, 0.0)
 
 
-@lru_cache(maxsize=256)
-def clipped_zoom_matrix(n: int, zoom: float, crop: bool = True) -> Tensor:
+def clipped_zoom_matrix(n: int, zoom: float, crop: bool = True, device=None) -> Tensor:
     """Matrix of imagecorruptions' clipped_zoom along one axis: the centre ceil(n / zoom) samples
     zoomed by `zoom` with scipy (order 1): [round(ceil(n / zoom) * zoom), n], or with `crop`
-    only the first n outputs (as zoom_blur keeps them; fewer outputs are left 0)."""
+    only the first n outputs (as zoom_blur keeps them; fewer outputs are left 0). On `device`."""
     ch = int(math.ceil(n / float(zoom)))
     top = (n - ch) // 2
-    m = zoom_matrix(ch, zoom)
-    full = torch.zeros(n if crop else m.shape[0], n, dtype=torch.float64)
+    m = zoom_matrix(ch, zoom, device)
+    full = torch.zeros(n if crop else m.shape[0], n, dtype=torch.float64, device=device)
     rows = min(full.shape[0], m.shape[0])
     full[:rows, top:top + ch] = m[:rows]
     return full
@@ -127,32 +130,29 @@ def clipped_zoom_matrix(n: int, zoom: float, crop: bool = True) -> Tensor:
 
 def clipped_zoom(x: Tensor, zoom: float, crop: bool = True) -> Tensor:
     """clipped_zoom of every [H, W] plane of x (float64 result; see clipped_zoom_matrix)."""
-    my = clipped_zoom_matrix(x.shape[-2], float(zoom), crop).to(x.device)
-    mx = clipped_zoom_matrix(x.shape[-1], float(zoom), crop).to(x.device)
+    my = clipped_zoom_matrix(x.shape[-2], float(zoom), crop, x.device)
+    mx = clipped_zoom_matrix(x.shape[-1], float(zoom), crop, x.device)
     return my @ x.double() @ mx.T
 
 
 _PIL_BITS = 22  # Pillow's PRECISION_BITS for 8-bit resampling (32 - 8 - 2)
 
 
-@lru_cache(maxsize=64)
-def pil_box_weights(n_in: int, n_out: int) -> Tensor:
-    """[n_out, n_in] int64 fixed-point weights of Pillow's BOX resampling along one axis
-    (precompute_coeffs + normalize_coeffs_8bpc)."""
+def pil_box_weights(n_in: int, n_out: int, device=None) -> Tensor:
+    """[n_out, n_in] fixed-point weights (integers, in float64) of Pillow's BOX resampling along
+    one axis (precompute_coeffs + normalize_coeffs_8bpc), computed on `device` with the same
+    float64 operations as Pillow's C code."""
     scale = n_in / n_out
     filterscale = max(scale, 1.0)
     support = 0.5 * filterscale
-    w = torch.zeros(n_out, n_in, dtype=torch.int64)
-    for o in range(n_out):
-        center = (o + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)
-        xmax = min(int(center + support + 0.5), n_in)
-        ks = [1.0 if -0.5 < (x - center + 0.5) / filterscale <= 0.5 else 0.0 for x in range(xmin, xmax)]
-        total = sum(ks)
-        for x, k in zip(range(xmin, xmax), ks):
-            if total:
-                w[o, x] = int(0.5 + k / total * (1 << _PIL_BITS))
-    return w
+    center = (torch.arange(n_out, dtype=torch.float64, device=device)[:, None] + 0.5) * scale
+    xmin = torch.trunc(center - support + 0.5).clamp(min=0)
+    xmax = torch.trunc(center + support + 0.5).clamp(max=n_in)
+    x = torch.arange(n_in, dtype=torch.float64, device=device)[None]
+    t = (x - center + 0.5) / filterscale
+    k = ((x >= xmin) & (x < xmax) & (t > -0.5) & (t <= 0.5)).double()
+    total = k.sum(1, keepdim=True)
+    return torch.where(total > 0, torch.trunc(0.5 + k / total.clamp(min=1) * (1 << _PIL_BITS)), 0.0)
 
 
 def pil_box_resize_u8(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -163,18 +163,19 @@ def pil_box_resize_u8(x: Tensor, size: tuple[int, int]) -> Tensor:
     # integer arithmetic in float64 (exact below 2**53; integer matmul does not run on CUDA)
     half, unit = float(1 << (_PIL_BITS - 1)), float(1 << _PIL_BITS)
     if w_out != v.shape[-1]:
-        wx = pil_box_weights(v.shape[-1], w_out).double().to(x.device)
+        wx = pil_box_weights(v.shape[-1], w_out, x.device)
         v = torch.floor((v @ wx.T + half) / unit).clamp(0, 255)
     if h_out != v.shape[-2]:
-        wy = pil_box_weights(v.shape[-2], h_out).double().to(x.device)
+        wy = pil_box_weights(v.shape[-2], h_out, x.device)
         v = torch.floor((wy @ v + half) / unit).clamp(0, 255)
     return v.to(x.dtype)
 
 
-def pil_nearest_index(n_in: int, n_out: int) -> Tensor:
+def pil_nearest_index(n_in: int, n_out: int, device=None) -> Tensor:
     """Source index of every output sample of Pillow's NEAREST resize: floor((o + 0.5) * n_in / n_out)."""
     scale = n_in / n_out
-    return torch.tensor([min(int((o + 0.5) * scale), n_in - 1) for o in range(n_out)])
+    o = torch.arange(n_out, dtype=torch.float64, device=device)
+    return torch.trunc((o + 0.5) * scale).long().clamp(max=n_in - 1)
 
 
 def sample_bilinear(x: Tensor, ys: Tensor, xs: Tensor, mode: str = "reflect") -> Tensor:
@@ -207,16 +208,17 @@ def warp_affine(x: Tensor, m: Tensor) -> Tensor:
     i00, i01, i10, i11 = e * inv, -b * inv, -d * inv, a * inv
     i02 = -i00 * c - i01 * f
     i12 = -i10 * c - i11 * f
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float64, device=x.device),
+                            torch.arange(W, dtype=torch.float64, device=x.device), indexing="ij")
     sx = i00[:, None, None] * xs + i01[:, None, None] * ys + i02[:, None, None]
     sy = i10[:, None, None] * xs + i11[:, None, None] * ys + i12[:, None, None]
-    return sample_bilinear(x, sy.to(x.device), sx.to(x.device), "reflect101")
+    return sample_bilinear(x, sy, sx, "reflect101")
 
 
 def affine_from_points(src: Tensor, dst: Tensor) -> Tensor:
     """cv2.getAffineTransform per image: src, dst [B, 3, 2] points (x, y) -> [B, 2, 3] float64."""
     src, dst = src.double(), dst.double()
-    ones = torch.ones(*src.shape[:2], 1, dtype=torch.float64)
+    ones = torch.ones(*src.shape[:2], 1, dtype=torch.float64, device=src.device)
     a = torch.cat([src, ones], dim=2)  # [B, 3, 3]: rows (x, y, 1)
     return torch.linalg.solve(a, dst).transpose(1, 2)  # a @ M.T = dst
 
@@ -269,25 +271,25 @@ def motion_blur(x: Tensor, radius: int, sigma: float, angles: Tensor) -> Tensor:
         x = x[:, None]
     B, C, H, W = x.shape
     width = 2 * int(radius) + 1
-    k = torch.exp(-torch.arange(width, dtype=torch.float64) ** 2 / (2 * sigma * sigma)) / (math.sqrt(2 * math.pi) * sigma)
-    k = k / k.sum()
-    rad = torch.deg2rad(angles.double().cpu())
+    t = np.arange(width, dtype=np.float64)
+    k = np.exp(-t ** 2 / (2 * sigma * sigma)) / (np.sqrt(2 * np.pi) * sigma)
+    k = (k / k.sum()).tolist()  # host constants of the severity (numpy, as the reference computes them)
+    rad = torch.deg2rad(angles.double().to(x.device))
     py, px = width * torch.sin(rad), width * torch.cos(rad)
     hyp = torch.hypot(py, px)
     flat = x.double().reshape(B, C, H * W)
     out = torch.zeros_like(flat)
-    rows, cols = torch.arange(H), torch.arange(W)
-    alive = torch.ones(B, dtype=torch.bool)
-    for i in range(width):
+    rows = torch.arange(H, device=x.device)
+    cols = torch.arange(W, device=x.device)
+    alive = torch.ones(B, dtype=torch.bool, device=x.device)
+    for i in range(width):  # every copy (no early exit: that would read `alive` back to the host)
         dy = -torch.ceil(i * py / hyp - 0.5).long()
         dx = -torch.ceil(i * px / hyp - 0.5).long()
         alive &= (dy.abs() < H) & (dx.abs() < W)
-        if not alive.any():
-            break
         sy = (rows[None] - dy[:, None]).clamp(0, H - 1)  # [B, H]
         sx = (cols[None] - dx[:, None]).clamp(0, W - 1)  # [B, W]
-        idx = (sy[:, :, None] * W + sx[:, None, :]).reshape(B, 1, H * W).to(x.device)
-        weight = (k[i] * alive.double()).to(x.device)[:, None, None]
+        idx = (sy[:, :, None] * W + sx[:, None, :]).reshape(B, 1, H * W)
+        weight = (alive.double() * k[i])[:, None, None]
         out += weight * flat.gather(2, idx.expand(B, C, -1))
     out = out.reshape(B, C, H, W)
     return out[:, 0] if planar else out
@@ -319,13 +321,34 @@ def canny(img: Tensor, low: int, high: int) -> Tensor:
     peak = torch.where(horizontal, (mag > at(0, -1)) & (mag >= at(0, 1)),
                        torch.where(vertical, (mag > at(-1, 0)) & (mag >= at(1, 0)), (mag > diag_a) & (mag > diag_b)))
     candidate = (mag > low) & peak
-    edges = candidate & (mag > high)
-    while True:  # hysteresis: grow strong edges through 8-connected candidates
-        grown = candidate & (F.max_pool2d(edges[:, None].float(), 3, 1, 1)[:, 0] > 0)
-        grown |= edges
-        if torch.equal(grown, edges):
-            return edges
-        edges = grown
+    return _hysteresis(candidate, candidate & (mag > high))
+
+
+def _hysteresis(candidate: Tensor, strong: Tensor) -> Tensor:
+    """The candidates 8-connected (through candidates) to a strong pixel, as OpenCV's hysteresis
+    grows them. Connected components of the candidates by FastSV (Zhang, Azad & Hu 2020:
+    hooking on grandparents, then shortcutting), a fixed number of rounds (2 log2(pixels) + 4,
+    no convergence test, which would read data back to the host); each component is kept if it
+    holds a strong pixel. FastSV converges in O(log n) rounds on image grids in practice; a
+    component that had not would lose some of its weak pixels."""
+    B, H, W = candidate.shape
+    n = H * W
+    idx = torch.arange(n, device=candidate.device).expand(B, n)
+    cand = candidate.reshape(B, n)
+    big = torch.full_like(idx, n)
+    f = idx.clone()
+    for _ in range(2 * max(1, math.ceil(math.log2(max(n, 2)))) + 4):
+        gf = f.gather(1, f)
+        g = torch.where(cand, gf, big).reshape(B, 1, H, W).float()  # labels < 2**24: exact in float32
+        low = (-F.max_pool2d(-g, 3, 1, 1)).reshape(B, n).long()  # smallest grandparent among the neighbours
+        low = torch.where(cand, low, big)
+        f = f.scatter_reduce(1, f, low, "amin")  # stochastic hooking: the parent takes it
+        f = torch.minimum(f, low)  # aggressive hooking
+        f = torch.minimum(f, f.gather(1, f))  # shortcutting
+    f = torch.where(cand, f, idx)
+    holds = torch.zeros(B, n, dtype=torch.bool, device=candidate.device)
+    holds = holds.scatter_reduce(1, f, strong.reshape(B, n), "amax")
+    return (cand & holds.gather(1, f)).reshape(B, H, W)
 
 
 _HV, _DIAG, _LONG = 1.0, 1.4, 2.1969  # cv2 DIST_L2 with a 5x5 mask, float32 arithmetic
@@ -335,25 +358,29 @@ _FORWARD = ((-2, -1, _LONG), (-2, 1, _LONG), (-1, -2, _LONG), (-1, -1, _DIAG), (
 
 def distance_to_edges(edges: Tensor, cap: float) -> Tensor:
     """min(cv2.distanceTransform(255 - 255 * edges, DIST_L2, 5), cap): OpenCV's two-pass 5x5
-    chamfer distance (steps 1, 1.4, 2.1969, summed in float32 in its scan order) of every pixel
-    to the nearest edge pixel; float32 [B, H, W]."""
+    chamfer distance (steps 1, 1.4, 2.1969, in float32) of every pixel to the nearest edge pixel;
+    float32 [B, H, W]. Rows are scanned in OpenCV's order (a loop over rows, on the device); the
+    chain along each row (a pixel takes its row neighbour's distance + 1 when smaller) is a
+    log-step min-plus scan, adding s in one float32 rounding where OpenCV adds 1 s times: the two
+    agree while the sum crosses at most one power of two, and differ by one float32 rounding at
+    most otherwise."""
     B, H, W = edges.shape
-    dev = edges.device
-    edge = edges.cpu().numpy()
-    d = np.full((B, H + 4, W + 4), 1e30, dtype=np.float32)  # 2-pixel border
-    zero = np.float32(0)
+    far = 1e30
+    d = torch.full((B, H + 4, W + 4), far, dtype=torch.float32, device=edges.device)  # 2-pixel border
     for sign, rows in ((1, range(H)), (-1, range(H - 1, -1, -1))):
         for i in rows:
             r = i + 2
-            cand = d[:, r, 2:W + 2].copy() if sign < 0 else np.full((B, W), 1e30, dtype=np.float32)
+            cand = d[:, r, 2:W + 2] if sign < 0 else torch.full((B, W), far, dtype=torch.float32, device=edges.device)
             for dy, dx, w in _FORWARD:
-                np.minimum(cand, d[:, r + sign * dy, 2 + sign * dx:W + 2 + sign * dx] + np.float32(w), out=cand)
-            cand[edge[:, i]] = zero
-            line = d[:, r]
-            # the chain along the row (left to right, then right to left): the neighbour just passed
-            for j in (range(W) if sign > 0 else range(W - 1, -1, -1)):
-                line[:, 2 + j] = np.minimum(cand[:, j], line[:, 2 + j - sign] + np.float32(_HV))
-    return torch.from_numpy(np.minimum(d[:, 2:H + 2, 2:W + 2], np.float32(cap))).to(dev)
+                cand = torch.minimum(cand, d[:, r + sign * dy, 2 + sign * dx:W + 2 + sign * dx] + w)
+            cand = cand.masked_fill(edges[:, i], 0.0)
+            line = cand if sign > 0 else cand.flip(1)  # the chain runs left to right, then right to left
+            step = 1
+            while step < W:
+                line = torch.minimum(line, F.pad(line[:, :-step], (step, 0), value=far) + float(step) * _HV)
+                step *= 2
+            d[:, r, 2:W + 2] = line if sign > 0 else line.flip(1)
+    return d[:, 2:H + 2, 2:W + 2].clamp(max=cap)
 
 
 def equalize_hist(img: Tensor) -> Tensor:

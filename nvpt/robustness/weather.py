@@ -10,6 +10,7 @@
              its edges (Canny), distance to them, equalised, embossed, in pale turquoise;
              mud: the thresholded blobs, smoothed, in brown, covering the image
 
+Draws come from the counter-based streams of nvpt/robustness/rng.py on the images' device.
 Frost photographs are scaled as in the reference: "imagenet" by 1.1 beyond just covering the
 image (ImageNet-C: unscaled), "cifar" to one fifth (CIFAR-10-C), unless the image is larger than
 that, then as "imagenet". Each function takes x [B, 3, H, W] in [0, 1].
@@ -20,6 +21,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -40,26 +42,17 @@ FROST_DIR = Path(__file__).resolve().parent.parent / "assets" / "frost"
 FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")  # ImageNet-C draws from these 5
 
 
-def _uniforms(gens, n: int) -> Tensor:
-    return torch.stack([torch.rand(n, dtype=torch.float64, generator=g) for g in gens])
-
-
-def _normals(gens, shape) -> Tensor:
-    return torch.stack([torch.randn(shape, dtype=torch.float64, generator=g) for g in gens])
-
-
 # ----------------------------------------------------------------------------- snow
 
-def _draw_snow(x: Tensor, gens, c, table: str) -> dict:
-    # per sample: the layer's standard normals, then the blur angle, as numpy draws them
-    out = [(torch.randn(x.shape[-2:], dtype=torch.float64, generator=g),
-            torch.rand((), dtype=torch.float64, generator=g)) for g in gens]
-    return {"z": torch.stack([z for z, _ in out]), "angle": -135.0 + 90.0 * torch.stack([u for _, u in out])}
+def _draw_snow(x: Tensor, streams, c, table: str) -> dict:
+    # per sample: the layer's standard normals (stream 0), the blur angle (stream 1)
+    return {"z": streams.normal(0, x.shape[-2:], torch.float64),
+            "angle": -135.0 + 90.0 * streams.uniform(1, (), torch.float64)}
 
 
 def snow(x: Tensor, c, draws: dict, table: str) -> Tensor:
     mean, std, zoom, threshold, radius, sigma, keep = c
-    layer = mean + std * draws["z"].to(x.device)
+    layer = mean + std * draws["z"]
     layer = clipped_zoom(layer, zoom, crop=False)  # blurred at its zoomed size, cropped after
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
     layer = motion_blur(layer, int(radius), float(sigma), draws["angle"])
@@ -73,25 +66,24 @@ def snow(x: Tensor, c, draws: dict, table: str) -> Tensor:
 # ----------------------------------------------------------------------------- frost
 
 @lru_cache(maxsize=1)
-def frost_images() -> tuple[Tensor, ...]:
-    """The five frost photographs as uint8 RGB tensors [3, h, w]."""
+def frost_images() -> tuple[np.ndarray, ...]:
+    """The five frost photographs as uint8 RGB arrays [3, h, w] (numpy: host constants, cached
+    outside torch, turned into tensors on the images' device by frost_layers)."""
     from PIL import Image
 
     out = []
     for name in FROST_FILES:
         with Image.open(FROST_DIR / name) as im:
-            rgb = im.convert("RGB")
-            data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
-            out.append(data.reshape(rgb.height, rgb.width, 3).permute(2, 0, 1).contiguous())
+            out.append(np.ascontiguousarray(np.asarray(im.convert("RGB")).transpose(2, 0, 1)))
     return tuple(out)
 
 
-@lru_cache(maxsize=16)
-def frost_layers(table: str, height: int, width: int) -> tuple[Tensor, ...]:
-    """The frost photographs scaled for images of height x width (uint8 values in float32)."""
+def frost_layers(table: str, height: int, width: int, device=None) -> tuple[Tensor, ...]:
+    """The frost photographs scaled for images of height x width (uint8 values in float32), on `device`."""
     layers = []
     for img in frost_images():
         h, w = img.shape[-2:]
+        img = torch.as_tensor(img).to(device)
         if table == "cifar" and round(h * 0.2) >= height and round(w * 0.2) >= width:
             # cv2.resize(fx=fy=0.2, INTER_LINEAR) samples every 5th pixel, starting at the 3rd
             layers.append(img[:, 2::5, 2::5][:, :round(h * 0.2), :round(w * 0.2)].float())
@@ -111,21 +103,45 @@ def frost_layers(table: str, height: int, width: int) -> tuple[Tensor, ...]:
     return tuple(layers)
 
 
-def _draw_frost(x: Tensor, gens, c, table: str) -> dict:
-    u = _uniforms(gens, 3)
-    layers = frost_layers(table, *x.shape[-2:])
-    index = torch.clamp(torch.floor(u[:, 0] * len(layers)).long(), max=len(layers) - 1)
-    room = torch.tensor([[lay.shape[-2] - x.shape[-2], lay.shape[-1] - x.shape[-1]] for lay in layers])[index]
+_FROST_CACHE: dict = {}
+
+
+def frost_stack(table: str, height: int, width: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """The frost layers on `like`'s device, zero-padded into one uint8 tensor [5, 3, h, w], and
+    their sizes [5, 2] (int64): built once per (table, size, device) and kept there, so a batch
+    uploads nothing. A fake tensor (tests: torch's FakeTensorMode) keeps its own entry."""
+    key = (table, height, width, str(like.device), getattr(like, "fake_mode", None))
+    if key not in _FROST_CACHE:
+        if len(_FROST_CACHE) >= 8:
+            _FROST_CACHE.pop(next(iter(_FROST_CACHE)))
+        layers = frost_layers(table, height, width, like.device)
+        hm, wm = max(t.shape[-2] for t in layers), max(t.shape[-1] for t in layers)
+        stack = torch.zeros(len(layers), 3, hm, wm, dtype=torch.uint8, device=like.device)
+        for i, t in enumerate(layers):
+            stack[i, :, :t.shape[-2], :t.shape[-1]] = t.to(torch.uint8)
+        sizes = torch.tensor([list(t.shape[-2:]) for t in layers], dtype=torch.int64, device=like.device)
+        _FROST_CACHE[key] = (stack, sizes)
+    return _FROST_CACHE[key]
+
+
+def _draw_frost(x: Tensor, streams, c, table: str) -> dict:
+    u = streams.uniform(0, (3,), torch.float64)
+    _, sizes = frost_stack(table, *x.shape[-2:], x)
+    index = torch.clamp(torch.floor(u[:, 0] * len(sizes)).long(), max=len(sizes) - 1)
+    room = sizes[index] - torch.tensor(list(x.shape[-2:]), device=x.device)
     start = torch.floor(u[:, 1:] * room).long()  # numpy randint(0, room): 0 .. room - 1
     return {"index": index, "start": start}
 
 
 def frost(x: Tensor, c, draws: dict, table: str) -> Tensor:
     keep, amount = c
-    H, W = x.shape[-2:]
-    layers = frost_layers(table, H, W)
-    crops = torch.stack([layers[int(i)][:, int(y):int(y) + H, int(v):int(v) + W]
-                         for i, (y, v) in zip(draws["index"], draws["start"])]).to(x.device)
+    B, _, H, W = x.shape
+    stack, _ = frost_stack(table, H, W, x)
+    _, _, hm, wm = stack.shape
+    rows = draws["start"][:, 0, None] + torch.arange(H, device=x.device)[None]  # [B, H]
+    cols = draws["start"][:, 1, None] + torch.arange(W, device=x.device)[None]  # [B, W]
+    offset = (draws["index"][:, None, None, None] * 3 + torch.arange(3, device=x.device)[None, :, None, None]) * (hm * wm)
+    crops = stack.take(offset + rows[:, None, :, None] * wm + cols[:, None, None, :])  # [B, 3, H, W]
     return keep * x.double() + amount * crops.double() / 255.0
 
 
@@ -144,15 +160,15 @@ def _plasma_draws(n: int) -> int:
     return total
 
 
-def _draw_fog(x: Tensor, gens, c, table: str) -> dict:
-    return {"u": _uniforms(gens, _plasma_draws(_plasma_size(x)))}
+def _draw_fog(x: Tensor, streams, c, table: str) -> dict:
+    return {"u": streams.uniform(0, (_plasma_draws(_plasma_size(x)),), torch.float64)}
 
 
 def plasma_fractal(u: Tensor, size: int, decay: float) -> Tensor:
     """imagecorruptions' plasma_fractal for each row of uniforms u [B, N] (in the order numpy draws
     them: per level the square centres, then the two diamond grids), float32 [B, size, size] in [0, 1]."""
     B = u.shape[0]
-    m = torch.zeros(B, size, size, dtype=torch.float32)
+    m = torch.zeros(B, size, size, dtype=torch.float32, device=u.device)
     step, wibble, used = size, 100.0, 0
 
     def wibbled(avg: Tensor) -> Tensor:
@@ -180,7 +196,7 @@ def plasma_fractal(u: Tensor, size: int, decay: float) -> Tensor:
 def fog(x: Tensor, c, draws: dict, table: str) -> Tensor:
     amount, decay = c
     H, W = x.shape[-2:]
-    plasma = plasma_fractal(draws["u"], _plasma_size(x), float(decay))[:, None, :H, :W].to(x.device)
+    plasma = plasma_fractal(draws["u"], _plasma_size(x), float(decay))[:, None, :H, :W]
     x = x.double()
     top = x.amax(dim=(1, 2, 3), keepdim=True)
     return (x + (amount * plasma).double()) * top / (top + amount)
@@ -193,16 +209,16 @@ _WATER = (175 / 255.0, 238 / 255.0, 238 / 255.0)  # pale turquoise, channel orde
 _MUD = (63 / 255.0, 42 / 255.0, 20 / 255.0)  # brown
 
 
-def _draw_spatter(x: Tensor, gens, c, table: str) -> dict:
-    return {"z": _normals(gens, x.shape[-2:])}
+def _draw_spatter(x: Tensor, streams, c, table: str) -> dict:
+    return {"z": streams.normal(0, x.shape[-2:], torch.float64)}
 
 
 def spatter(x: Tensor, c, draws: dict, table: str) -> Tensor:
     mean, std, sigma, threshold, intensity, mud = c
-    liquid = gaussian_filter(mean + std * draws["z"].to(x.device), sigma)
+    liquid = gaussian_filter(mean + std * draws["z"], sigma)
     liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
     x = x.float()
-    if mud == 0:
+    if mud == 0:  # a Python constant of the severity, not data
         level = torch.floor(liquid * 255).clamp(0, 255)  # .astype(np.uint8)
         dist = distance_to_edges(canny(level, 50, 150), 20.0)
         dist = torch.floor(box3(dist).float())  # blur, then .astype(np.uint8)
@@ -220,7 +236,7 @@ def spatter(x: Tensor, c, draws: dict, table: str) -> Tensor:
     return (x * (1 - blobs)).double() + color
 
 
-CORRUPTIONS = {  # name -> (draw(x, generators, c, table) -> dict or None, apply(x, c, draws, table))
+CORRUPTIONS = {  # name -> (draw(x, streams, c, table) -> dict or None, apply(x, c, draws, table))
     "snow": (_draw_snow, snow),
     "frost": (_draw_frost, frost),
     "fog": (_draw_fog, fog),
