@@ -97,3 +97,29 @@ def plot_accuracy_vs_noise(results: dict[str, dict], out_prefix: str | Path, tit
     axes[0].legend(fontsize=8, loc="best")
     fig.suptitle("Accuracy vs noise level" + (f"\n{title}" if title else ""), fontsize=12)
     return save_figure(fig, out_prefix)
+
+
+def read_results(path: str | Path) -> tuple[str, dict]:
+    """(run name, results.json summary with its method) of a run folder or a results.json file, checked for the
+    curves: a malformed summary fails here, before any figure."""
+    import json
+
+    from nvpt.robustness.runs import read_config, setting
+
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise NVPTError(f"{path} has no results.json: the run has not finished its final evaluation "
+                        "(--runs takes finished run folders)")
+    try:
+        summary = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise NVPTError(f"cannot read {file}: {exc}") from None
+    if not isinstance(summary, dict):
+        raise NVPTError(f"{file} is not a results.json summary written by tools/train.py")
+    try:
+        accuracy_curves(summary)
+    except NVPTError as exc:
+        raise NVPTError(f"{file}: {exc}") from None
+    summary.setdefault("method", setting(read_config(file.parent), "prompt", "method"))
+    return file.parent.name, summary
