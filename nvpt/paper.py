@@ -4,14 +4,18 @@ Spike-NVPT against VPT-deep, linear probing and full fine-tuning on DTD and the 
 that torchvision downloads, ViT-B/16 (ImageNet-21k), 3 seeds each, under the VTAB-1k protocol;
 every run is evaluated clean and on the noise sets of configs/base.yaml (4 noise corruptions x 5
 severities with the ImageNet-C constants, and 4 Gaussian sigmas). Each task is one
-nvpt.comparison run in <out>/compare-<task>/, so finished runs are reused and unfinished ones
-resumed: stopping and restarting loses at most the epoch in progress. Before anything trains, the
-plan and its estimated GPU time (nvpt.cost) are printed; at the end <out>/results.md holds the
-cross-task tables and every task's summary, as docs/results.md does for the demo task.
+nvpt.comparison in <out>/compare-<task>/, so finished runs are reused and unfinished ones resumed:
+stopping and restarting loses at most the epoch in progress. Runs train with their evaluation
+deferred; once a task's runs have trained, one pass over its test set scores them all, each batch
+corrupted once per set (nvpt.schedule). One worker process per visible GPU pulls runs from the plan
+(--workers N to choose; --shard i/n for a SLURM array). Before anything trains, the plan and its
+estimated time per part (nvpt.cost) are printed; at the end <out>/results.md holds the cross-task
+tables and every task's summary, as docs/results.md does for the demo task.
 """
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from pathlib import Path
 from typing import Callable
@@ -22,6 +26,7 @@ from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.plan import epochs_done
 from nvpt.errors import NVPTError
 from nvpt.robustness.compare import MEAN, excludes_zero, summary_markdown
+from nvpt.schedule import evaluated, make_units, run_workers, visible_gpus, work
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 TASKS = {"dtd": CONFIGS / "dtd.yaml", **{name: CONFIGS / "natural" / f"{name}.yaml" for name in (
@@ -149,22 +154,50 @@ def collect(out: Path, tasks: list[str]) -> dict[str, dict]:
     return comps
 
 
+def units(tasks: list[str], methods: list[str], seeds: int, overrides: list[str], shard: tuple[int, int] | None):
+    """The plan's units (nvpt.schedule.make_units), planned afresh: what each worker process calls."""
+    return make_units(plan(tasks, methods, seeds, overrides), shard)
+
+
 def reproduce(tasks: list[str], methods: list[str], seeds: int, overrides: list[str], out: Path,
               assume: Assumptions = Assumptions(), estimate_only: bool = False, tables_only: bool = False,
-              log: Callable[[str], None] = print) -> Path | None:
-    """Print the plan and its estimated GPU time, run (or resume) every task's comparison, write <out>/results.md."""
+              log: Callable[[str], None] = print, workers: int | None = None, shard: tuple[int, int] | None = None,
+              break_locks: bool = False) -> Path | None:
+    """Print the plan and its estimate, train and evaluate every run not finished yet (workers processes, default
+    one per visible GPU; only the shard's runs with shard=(i, n)), write each finished task's comparison and
+    <out>/results.md."""
     out = Path(out)
     user = [o for o in overrides if not o.startswith("output_dir=")]
     overrides = list(OVERRIDES) + user + [f"output_dir={out}"]
+    if workers is not None and workers < 1:
+        raise NVPTError(f"--workers must be >= 1, got {workers}")
     if not tables_only:
         plans = plan(tasks, methods, seeds, overrides)
         table, total = estimate_markdown(plans, assume)
-        log(f"The paper's experiment: {', '.join(methods)} on {', '.join(plans)}, seeds 0..{seeds - 1}, runs in {out}")
+        log(f"The paper's experiment: {', '.join(methods)} on {', '.join(plans)}, seeds 0..{seeds - 1}, runs in {out}"
+            + (f", shard {shard[0]}/{shard[1]}" if shard else ""))
         log(table.rstrip("\n"))
         log(f"Estimated GPU time still to spend: {total / 3600:.1f} h ({assume.describe()})")
         if estimate_only:
             return None
+        if break_locks:
+            from nvpt.engine.claims import break_claims
+
+            log(f"--break-locks: removed {break_claims([job.run_dir for jobs in plans.values() for job in jobs])} claims")
+        devices = visible_gpus()
+        count = workers or max(len(devices), 1)
+        build = functools.partial(units, list(tasks), list(methods), seeds, overrides, shard)
+        if count == 1:
+            work(build(), log, out)
+        else:
+            run_workers(build, count, devices, log, out)
         for config in map(task_config, tasks):
+            jobs = plans[config.stem]
+            finished = sum(evaluated(job) for job in jobs)
+            if finished < len(jobs):
+                log(f"== {config.stem}: {finished} of {len(jobs)} runs finished (other shards still running?): "
+                    "its comparison is written once all are")
+                continue
             log(f"== {config.stem}")
             run_comparison(config, overrides, list(methods), seeds, REFERENCE, True, out / f"compare-{config.stem}", log)
     comps = collect(out, tasks)

@@ -13,6 +13,7 @@ LAYERS = [
     ("robustness", {"nvpt.robustness"}),
     ("plots", {"nvpt.viz"}),
     ("compositions", {"nvpt.pipeline", "nvpt.pretrain", "nvpt.comparison", "nvpt.paper", "nvpt.cost", "nvpt.benchmark",
+                      "nvpt.schedule",
                       "nvpt.export"}),
 ]
 

@@ -79,7 +79,8 @@ def main(argv):
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg, DistInfo())
-    summaries, test_images = evaluate_runs(entries, device, overrides, reference, show_progress=True)
+    evaluation = evaluate_runs(entries, device, overrides, reference, show_progress=True)
+    summaries, test_images = evaluation.summaries, evaluation.images["test"]
     ref_summary = summaries.pop() if source == "evaluated" else reference
     for entry, summary, path in zip(entries, summaries, args.runs):
         summary.update(method=entry.cfg.prompt.method, seed=entry.cfg.seed, run=str(entry.run_dir),

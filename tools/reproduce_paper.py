@@ -5,9 +5,13 @@ natural tasks torchvision downloads (ViT-B/16 IN-21k, 3 seeds, clean + noise wit
     python tools/reproduce_paper.py --estimate-only     # the plan and its estimated GPU time, nothing trains
     python tools/reproduce_paper.py data.num_workers=12 --tasks dtd svhn --seeds 3
     python tools/reproduce_paper.py --tables-only       # results.md from the comparisons finished so far
+    python tools/reproduce_paper.py --workers 4         # 4 worker processes (default: one per visible GPU)
+    python tools/reproduce_paper.py --shard $SLURM_ARRAY_TASK_ID/8   # runs i, i+8, ... of the plan (1-based)
 
-Prints the runs (finished, to resume, to train) and the estimated GPU time before anything starts;
-stopped and restarted it reuses finished runs and resumes unfinished ones. Writes <out>/compare-<task>/
+Prints the runs (finished, to resume, to train) and the estimated time before anything starts;
+stopped and restarted it reuses finished runs and resumes unfinished ones. Workers (and shards sharing
+--out) claim each run with a lock file beside its folder; a claim left by a dead process on the same
+host is reclaimed, one from another host is removed with --break-locks (nvpt/engine/claims.py). Writes <out>/compare-<task>/
 (comparison.md/json/png per task) and <out>/results.md. The logic is nvpt/paper.py.
 """
 import sys
@@ -21,6 +25,7 @@ from nvpt.cost import Assumptions
 from nvpt.errors import NVPTError
 from nvpt.paper import METHODS as PAPER_METHODS
 from nvpt.paper import SEEDS, TASKS, reproduce
+from nvpt.schedule import parse_shard
 
 
 def main(argv):
@@ -43,14 +48,21 @@ def main(argv):
                    help=f"estimate: CPU ms per in-memory image ({default.array_ms:g})")
     p.add_argument("--epoch-s", type=float, default=default.epoch_s,
                    help=f"estimate: fixed seconds per epoch besides the images ({default.epoch_s:g})")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes pulling runs from the plan (default: one per visible GPU, 1 without)")
+    p.add_argument("--shard", metavar="I/N", help="only runs I, I+N, I+2N, ... of the plan (1-based; a SLURM array)")
+    p.add_argument("--break-locks", action="store_true",
+                   help="delete every claim (lock file) of the plan first: only when no other job of it runs")
     args = p.parse_intermixed_args(argv)
+    shard = parse_shard(args.shard)
     if not 0 < args.mfu <= 1 or min(args.peak_tflops, args.jpeg_ms, args.array_ms) <= 0 or args.epoch_s < 0:
         raise NVPTError("--mfu must be in (0, 1]; --peak-tflops, --jpeg-ms and --array-ms must be > 0, --epoch-s >= 0")
     if args.estimate_only and args.tables_only:
         raise NVPTError("--estimate-only and --tables-only exclude each other")
     assume = Assumptions(args.peak_tflops, args.mfu, args.jpeg_ms, args.array_ms, args.epoch_s)
     reproduce(args.tasks, args.methods, args.seeds, args.overrides, Path(args.out), assume, args.estimate_only,
-              args.tables_only, log=lambda msg: print(msg, flush=True))
+              args.tables_only, log=lambda msg: print(msg, flush=True), workers=args.workers, shard=shard,
+              break_locks=args.break_locks)
 
 
 if __name__ == "__main__":

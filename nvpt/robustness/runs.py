@@ -116,7 +116,7 @@ def same_test_data(a: Config, b: Config) -> bool:
 
 def eval_key(cfg: Config) -> tuple:
     """The evaluation a run asks for: its sets, noise seed, severity table, split."""
-    return ([set_key(*s) for s in robustness_sets(cfg.eval)], cfg.eval.seed,
+    return (tuple(set_key(*s) for s in robustness_sets(cfg.eval)), cfg.eval.seed,
             resolve_table(cfg.eval.corruption_table, backbone_data_config(cfg)[0]), cfg.eval.split)
 
 
@@ -183,10 +183,17 @@ def input_shape(cfg: Config) -> tuple:
     return (*backbone_data_config(cfg)[:2], cfg.model.num_classes)
 
 
+@dataclass
+class Evaluation:
+    summaries: list[dict]  # the entries' in their order, then the reference run's when one was scored
+    images: dict[str, int]  # train / val / test set sizes of the shared data (val 0: no validation split)
+    models: list[torch.nn.Module]  # the deployed models, in the summaries' order
+
+
 def evaluate_runs(entries: list[RunEntry], device: torch.device, overrides: list[str] | tuple = (),
-                  reference: dict | RunEntry | None = None, show_progress: bool = False) -> tuple[list[dict], int]:
+                  reference: dict | RunEntry | None = None, show_progress: bool = False) -> Evaluation:
     """Evaluate every entry in one pass over their shared test set (check_shared_test_set), each with its own
-    normalisation and mixed precision: (summaries, number of test images). A reference summary is diffed against;
+    normalisation and mixed precision. A reference summary is diffed against;
     a reference run is scored in the same pass on the entries' images and noise (it needs only the same input
     shape) and its summary comes last. Each entry's summary equals what its own final evaluation computes."""
     extra = [reference] if isinstance(reference, RunEntry) else []
@@ -198,12 +205,13 @@ def evaluate_runs(entries: list[RunEntry], device: torch.device, overrides: list
             raise NVPTError(f"{other.run_dir} takes {theirs[0]} px, {theirs[1]}-channel images and {theirs[2]} "
                             f"classes, {entries[0].run_dir} {ours[0]} px, {ours[1]} channels and {ours[2]} classes: "
                             "they cannot be evaluated on the same test set")
-    _, img_size, loader = test_set(cfg, device)
+    bundle, img_size, loader = test_set(cfg, device)
     scorers = [Scorer(load_model(e, overrides, device), normalization(e.cfg).to(device), **eval_settings(e.cfg, device))
                for e in list(entries) + list(extra)]
     summaries = evaluate_many(scorers, loader, device, cfg.eval, img_size,
                               len(scorers) - 1 if extra else reference, show_progress)
-    return summaries, len(loader.dataset)
+    images = {"train": len(bundle.train), "val": len(bundle.val) if bundle.val else 0, "test": len(bundle.test)}
+    return Evaluation(summaries, images, [s.model for s in scorers])
 
 
 def find_reference(path: str | Path, cfg: Config, overrides: list[str] | tuple) -> tuple[dict | RunEntry, str]:
