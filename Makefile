@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # One thread per process: torch slows down several-fold on 2 cores when the other one is busy.
 RUN_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup test demo pretrain paper benchmark benchmark-demo benchmark-corruptions clean
+.PHONY: setup test demo pretrain paper benchmark benchmark-demo benchmark-corruptions benchmark-eval clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -44,6 +44,12 @@ benchmark-demo: $(STAMP)
 # the 19-corruption suite on the demo's 800 test images, corrupted and classified (target <= 5 min on 2 cores)
 benchmark-corruptions: $(STAMP)
 	$(RUN_ENV) $(BIN)/python tools/benchmark.py configs/demo/base.yaml --corruptions --threads 2
+
+# the evaluation pipeline per set (corrupt + forward; demo ViT, ViT-B/16 at 224 px), the loader cached and uncached
+# and checkpoint writes, against commit 5fb576b's code in the same process (~3 min on 2 cores); writes the CPU
+# figures of make paper's estimate to docs/performance/benchmark_eval.json
+benchmark-eval: $(STAMP)
+	$(RUN_ENV) $(BIN)/python tools/benchmark.py --eval --threads 1
 
 clean:
 	rm -rf runs .pytest_cache

@@ -12,7 +12,7 @@ LAYERS = [
     ("engine", {"nvpt.engine"}),
     ("robustness", {"nvpt.robustness"}),
     ("plots", {"nvpt.viz"}),
-    ("compositions", {"nvpt.pipeline", "nvpt.pretrain", "nvpt.comparison", "nvpt.paper", "nvpt.cost", "nvpt.benchmark",
+    ("compositions", {"nvpt.pipeline", "nvpt.pretrain", "nvpt.comparison", "nvpt.paper", "nvpt.cost", "nvpt.benchmark", "nvpt.benchmark_eval",
                       "nvpt.schedule",
                       "nvpt.export"}),
 ]

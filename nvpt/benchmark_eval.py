@@ -1,0 +1,300 @@
+"""Speed of the evaluation pipeline and the input pipeline on the machine it runs on (`make benchmark-eval`,
+tools/benchmark.py --eval), against the code of commit BASELINE (before issue 19) in the same process.
+
+    result = eval_benchmark(EvalBenchArgs(), torch.device("cpu"))
+    print(eval_report(result))
+
+What it measures, with random-weight models (speed does not depend on the weights):
+- per evaluation set (clean + every default set of configs/base.yaml, the sets `make paper` uses): images/s of
+  corrupting a batch and classifying it, for the demo ViT (its own 32 px) and ViT-B/16 (224 px), the
+  corruption timed with today's code and with BASELINE's interleaved round by round (rotated order), the
+  forward pass once per model (it costs the same on any set's images). The 224-px inputs are real-size JPEGs
+  (500 x 375, photograph-like: smooth colour fields, edges and grain) decoded and resized as the data sets do.
+- the loader: images/s of one process decoding those JPEGs and resizing them to 224 px (today's data
+  pipeline and BASELINE's), and of the decode-once cache (`cached_dataset`) where the package has one.
+- checkpoint I/O: MB/s of an atomic write (write, fsync, rename) of a checkpoint-sized file.
+The figures go to a JSON (default docs/performance/benchmark_eval.json) that nvpt.cost reads for its estimate.
+"""
+from __future__ import annotations
+
+import datetime
+import importlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nvpt.benchmark import Timer, device_name, interleaved
+from nvpt.config import load_config
+from nvpt.engine.checkpoint import atomic_write
+from nvpt.errors import NVPTError
+from nvpt.models import build_model
+from nvpt.robustness.corruptions import corrupt, resolve_table
+from nvpt.robustness.evaluate import robustness_sets
+from nvpt.robustness.report import set_key
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE = "5fb576b"  # the code before issue 19: corruptions on the CPU image by image, decoding every epoch
+DEFAULT_OUT = ROOT / "docs" / "performance" / "benchmark_eval.json"
+MODELS = {"demo ViT": (ROOT / "configs/demo/spike_nvpt.yaml", []),
+          "ViT-B/16": (ROOT / "configs/dtd.yaml", [])}
+MIN_REPEAT_S = 0.05  # a corruption's timed repeat makes enough calls to last this long
+JPEG_SIZE = (500, 375)  # a typical photograph in DTD / Pets / Caltech-101 (width, height)
+
+
+@dataclass
+class EvalBenchArgs:
+    corrupt_images: int = 16  # images per set for the corruption timing (224 px; the demo ViT at its own size)
+    forward_images: int = 4  # images per forward pass of ViT-B/16 (the demo ViT gets 8x as many)
+    loader_images: int = 16  # JPEGs decoded per loader timing
+    repeats: int = 3
+    io_mb: int = 32
+    models: tuple = tuple(MODELS)
+    baseline: bool = True  # also time BASELINE's code (needs git and the repository's history)
+
+    def check(self) -> None:
+        if min(self.corrupt_images, self.forward_images, self.loader_images, self.repeats, self.io_mb) < 1:
+            raise NVPTError("--eval-images, --forward-images, --loader-images, --repeats and --io-mb must be >= 1")
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown:
+            raise NVPTError(f"unknown model {unknown[0]!r}; use {', '.join(MODELS)}")
+
+
+# -- the baseline's code, imported under another name ------------------------------------------------------
+def baseline_package(commit: str = BASELINE, root: Path = ROOT) -> tuple[object | None, str]:
+    """BASELINE's nvpt package extracted from git into a temporary folder and imported as nvpt_<commit>
+    (its own imports rewritten), or (None, why not)."""
+    name = f"nvpt_{commit}"
+    if name in sys.modules:
+        return sys.modules[name], "ok"
+    target = Path(tempfile.mkdtemp(prefix="nvpt-baseline-"))
+    try:
+        archive = subprocess.run(["git", "-C", str(root), "archive", commit, "--", "nvpt",
+                                  ":(exclude)nvpt/assets/*.safetensors"], capture_output=True, check=True,
+                                 timeout=120).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        return None, f"git archive {commit} failed ({type(exc).__name__}): not a git checkout with that commit"
+    import atexit
+    import tarfile
+
+    atexit.register(shutil.rmtree, target, True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    (target / "nvpt").rename(target / name)
+    pattern = re.compile(r"\bnvpt(?=\.[a-z_])|(?<=from )nvpt(?= import)|(?<=import )nvpt\b")
+    for path in (target / name).rglob("*.py"):
+        path.write_text(pattern.sub(name, path.read_text()))
+    sys.path.insert(0, str(target))
+    try:
+        module = importlib.import_module(name)
+    finally:
+        sys.path.remove(str(target))
+    return module, "ok"
+
+
+def _baseline_module(package, sub: str):
+    return importlib.import_module(f"{package.__name__}.{sub}") if package is not None else None
+
+
+# -- inputs --------------------------------------------------------------------------------------------------
+def photo_like_jpegs(folder: Path, count: int, size: tuple[int, int] = JPEG_SIZE, seed: int = 0) -> list[Path]:
+    """`count` JPEGs of `size` (quality 90) that compress like photographs: smooth colour fields, a few hard
+    edges and sensor grain (a flat or random-noise image would decode faster or slower than real data)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    paths = []
+    for i in range(count):
+        base = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        detail = Image.fromarray(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)).resize((w, h), Image.BILINEAR)
+        img = 0.75 * np.asarray(base, np.float32) + 0.25 * np.asarray(detail, np.float32)
+        yy, xx = np.mgrid[:h, :w]
+        for _ in range(3):  # hard edges: half-planes of another shade
+            a, b, c = rng.normal(size=3)
+            img[(a * xx + b * yy + c * 100) > 0] *= rng.uniform(0.6, 1.2)
+        img += rng.normal(0, 6, img.shape)
+        path = folder / f"photo_{i:04d}.jpg"
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def decode_dataset(data_package, paths: list[Path], img_size: int):
+    """The data pipeline's (path, label) dataset with its evaluation transform (VTAB: resize to img_size)."""
+    image_folder = importlib.import_module(f"{data_package}.image_folder")
+    transforms = importlib.import_module(f"{data_package}.transforms")
+    return image_folder.ImageList([(p, 0) for p in paths], transforms.build_transform("vtab", img_size, 3, False))
+
+
+def cached_dataset(dataset):
+    """The decode-once uint8 cache of a dataset where the package has one (issue 19, item 3), else None."""
+    return None
+
+
+def _seconds(series, name: str, count: int) -> float:
+    """Median seconds per item of one timed repeat: process CPU time on the CPU (a loaded machine's waits for a
+    core are left out; equal to the wall time on an idle one), the wall clock on CUDA."""
+    summary = series.summary(name, count)
+    ms = summary["cpu_time_ms"] if summary["cpu_time_ms"] is not None else summary["time_ms"]["median"]
+    return ms / 1000 / count
+
+
+def _timed(fns: dict, repeats: int, timer, min_repeat_s: float):
+    return interleaved(fns, repeats, 1, timer, min_repeat_s)[0]
+
+
+def _read_all(dataset) -> None:
+    for i in range(len(dataset)):
+        dataset[i]
+
+
+# -- the measurements ----------------------------------------------------------------------------------------
+def time_loader(args: EvalBenchArgs, folder: Path, baseline, log) -> dict:
+    paths = photo_like_jpegs(folder, args.loader_images)
+    mean_kb = sum(p.stat().st_size for p in paths) / len(paths) / 1024
+    timer = Timer(torch.device("cpu"))
+    variants = {"uncached": decode_dataset("nvpt.data", paths, 224)}
+    if baseline is not None:
+        variants[f"uncached_{BASELINE}"] = decode_dataset(f"{baseline.__name__}.data", paths, 224)
+    cached = cached_dataset(variants["uncached"])
+    if cached is not None:
+        variants["cached"] = cached
+    fns = {name: (lambda d=d: _read_all(d)) for name, d in variants.items()}
+    log(f"loader: {args.loader_images} JPEGs of {JPEG_SIZE[0]}x{JPEG_SIZE[1]} ({mean_kb:.0f} kB each) -> 224 px, "
+        f"{', '.join(fns)}")
+    series = _timed(fns, args.repeats, timer, 0.0)
+    out = {"jpeg_size": list(JPEG_SIZE), "jpeg_kb": round(mean_kb, 1), "images": args.loader_images, "workers": 0}
+    for name in fns:
+        out[f"{name}_images_per_s"] = 1 / _seconds(series, name, args.loader_images)
+    out.setdefault("cached_images_per_s", None)
+    if cached is None:
+        out["cached_note"] = "no decode-once cache in this package yet (cached_dataset returns None)"
+    return out, paths
+
+
+def _inputs(paths: list[Path], count: int, img_size: int) -> torch.Tensor:
+    """`count` [0,1] images at img_size decoded from the JPEGs (repeated when there are fewer)."""
+    dataset = decode_dataset("nvpt.data", paths, img_size)
+    return torch.stack([dataset[i % len(dataset)][0] for i in range(count)])
+
+
+def time_model_sets(label: str, args: EvalBenchArgs, paths: list[Path], baseline, device: torch.device, log) -> dict:
+    config, overrides = MODELS[label]
+    cfg = load_config(config, ["model.pretrained=false", "model.pretrained_file=null", "model.num_classes=10"]
+                      + overrides)
+    img_size = cfg.model.img_size or 224
+    sets = robustness_sets(load_config(ROOT / "configs/base.yaml").eval)  # the sets `make paper` evaluates
+    table = resolve_table("auto", img_size)
+    torch.manual_seed(0)
+    model = build_model(cfg).to(device).eval().deploy()
+    mean = torch.full((1, 3, 1, 1), 0.5, device=device)
+    forward_n = args.forward_images * (8 if img_size < 64 else 1)
+    corrupt_n = args.corrupt_images * (4 if img_size < 64 else 1)
+    batch = _inputs(paths, max(corrupt_n, forward_n), img_size).to(device)
+    ids = torch.arange(corrupt_n)
+    old = _baseline_module(baseline, "robustness.corruptions")
+    timer = Timer(device)
+    amp = device.type == "cuda"
+
+    @torch.no_grad()
+    def forward():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            model((batch[:forward_n] - mean) / mean).argmax(1)
+
+    forward_s = _seconds(_timed({"forward": forward}, args.repeats, timer, 0.0), "forward", forward_n)  # per image
+    log(f"{label} ({img_size} px, table {table}): forward {1 / forward_s:.1f} images/s; corrupting {corrupt_n} "
+        f"images per set, {len(sets)} sets" + (f", today's code vs {BASELINE}'s" if old else ""))
+    rows = {"clean": {"corrupt_images_per_s": None, "pipeline_images_per_s": 1 / forward_s}}
+    images = batch[:corrupt_n]
+    for name, severity, sigma in sets:
+        fns = {"new": lambda: corrupt(images, name, severity, ids, 0, table=table, sigma=sigma)}
+        if old is not None:
+            fns["old"] = lambda: old.corrupt(images.cpu(), name, severity, ids, 0, table=table, sigma=sigma)
+        series = _timed(fns, args.repeats, timer, MIN_REPEAT_S)
+        per = {k: _seconds(series, k, corrupt_n) for k in fns}
+        row = {"corrupt_images_per_s": 1 / per["new"], "pipeline_images_per_s": 1 / (per["new"] + forward_s)}
+        if "old" in per:
+            row.update({f"corrupt_images_per_s_{BASELINE}": 1 / per["old"],
+                        f"pipeline_images_per_s_{BASELINE}": 1 / (per["old"] + forward_s),
+                        "pipeline_ratio": (per["old"] + forward_s) / (per["new"] + forward_s),
+                        "corrupt_ratio": per["old"] / per["new"]})
+        rows[set_key(name, severity, sigma)] = row
+    noisy = [r for k, r in rows.items() if k != "clean"]
+    return {"config": str(Path(config).relative_to(ROOT)), "img_size": img_size, "table": table,
+            "forward_images": forward_n, "corrupt_images": corrupt_n, "forward_images_per_s": 1 / forward_s,
+            "corrupt_ms_mean": 1000 * sum(1 / r["corrupt_images_per_s"] for r in noisy) / len(noisy),
+            "sets": rows}
+
+
+def time_io(args: EvalBenchArgs, folder: Path) -> dict:
+    payload = os.urandom(args.io_mb * 2**20)
+    seconds = []
+    for i in range(args.repeats):
+        start = time.perf_counter()
+        atomic_write(folder / "checkpoint-io-probe.bin", lambda tmp: tmp.write_bytes(payload))
+        seconds.append(time.perf_counter() - start)
+    (folder / "checkpoint-io-probe.bin").unlink()
+    return {"mb": args.io_mb, "write_mb_per_s": args.io_mb / sorted(seconds)[len(seconds) // 2],
+            "how": "atomic_write (write, fsync, rename) of random bytes into a temporary folder, median"}
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def eval_benchmark(args: EvalBenchArgs, device: torch.device, log=print, workdir: Path | None = None) -> dict:
+    args.check()
+    baseline, why = baseline_package() if args.baseline else (None, "not asked (--no-baseline)")
+    if baseline is None:
+        log(f"baseline {BASELINE}: not timed: {why}")
+    folder = Path(tempfile.mkdtemp(prefix="nvpt-bench-eval-", dir=workdir))
+    try:
+        loader, paths = time_loader(args, folder / "jpeg", baseline, log)
+        models = {label: time_model_sets(label, args, paths, baseline, device, log) for label in args.models}
+        io_figures = time_io(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"what": "nvpt.benchmark_eval", "date": datetime.date.today().isoformat(), "commit": git_commit(),
+            "baseline": BASELINE if baseline is not None else None, "device": str(device),
+            "device_name": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "load_avg": list(os.getloadavg()), "args": vars(args) | {"models": list(args.models)},
+            "loader": loader, "eval": models, "io": io_figures}
+
+
+def eval_report(result: dict) -> str:
+    base = result["baseline"]
+    lines = [f"evaluation pipeline on {result['device']} ({result['device_name']}), torch {result['torch']}, "
+             f"{result['threads']} thread(s), load avg {result['load_avg'][0]:.2f}, commit {result['commit']}"
+             + (f", against {base}" if base else "")]
+    ld = result["loader"]
+    cached = f"{ld['cached_images_per_s']:.1f}" if ld["cached_images_per_s"] else "n/a (no cache)"
+    old = f", {base}: {ld[f'uncached_{base}_images_per_s']:.1f}" if base else ""
+    lines.append(f"loader, one process, {ld['jpeg_size'][0]}x{ld['jpeg_size'][1]} JPEG -> 224 px: uncached "
+                 f"{ld['uncached_images_per_s']:.1f} images/s{old}; cached {cached}")
+    for label, m in result["eval"].items():
+        lines.append(f"{label} ({m['img_size']} px, table {m['table']}): forward {m['forward_images_per_s']:.1f} images/s; "
+                     f"per set, images/s of corrupt + forward" + (f" (today / {base}, ratio)" if base else ""))
+        for key, row in m["sets"].items():
+            text = f"  {key:22s} {row['pipeline_images_per_s']:9.1f}"
+            if base and key != "clean":
+                text += f" {row[f'pipeline_images_per_s_{base}']:9.1f} x{row['pipeline_ratio']:.2f}" \
+                        f"  (corruption alone {row['corrupt_images_per_s']:.0f} / {row[f'corrupt_images_per_s_{base}']:.0f}" \
+                        f" images/s, x{row['corrupt_ratio']:.2f})"
+            lines.append(text)
+    lines.append(f"checkpoint I/O: {result['io']['write_mb_per_s']:.0f} MB/s ({result['io']['how']})")
+    return "\n".join(lines)
