@@ -21,7 +21,7 @@ import _bootstrap  # noqa: F401
 
 from nvpt.cli import parser, run_main
 from nvpt.config import METHODS
-from nvpt.cost import Assumptions
+from nvpt.cost import CPU_FIGURES, GPU_FIGURES, Assumptions, with_figures
 from nvpt.errors import NVPTError
 from nvpt.paper import METHODS as PAPER_METHODS
 from nvpt.paper import SEEDS, TASKS, reproduce
@@ -40,14 +40,24 @@ def main(argv):
     p.add_argument("--out", default="runs/paper", help="folder for the runs and tables (default runs/paper)")
     p.add_argument("--estimate-only", action="store_true", help="print the plan and the estimated GPU time, train nothing")
     p.add_argument("--tables-only", action="store_true", help="write results.md from the finished comparisons, train nothing")
-    p.add_argument("--mfu", type=float, default=default.mfu, help=f"estimate: share of the GPU's peak sustained ({default.mfu})")
+    p.add_argument("--mfu", type=float, help="estimate: share of the GPU's peak sustained (default: measured by "
+                   "tools/gpu_check.sh, else 0.35 assumed)")
     p.add_argument("--peak-tflops", type=float, default=default.peak_tflops,
                    help=f"estimate: the GPU's dense bf16 peak in TFLOP/s ({default.peak_tflops:g}, an H200)")
-    p.add_argument("--jpeg-ms", type=float, default=default.jpeg_ms, help=f"estimate: CPU ms per JPEG image ({default.jpeg_ms:g})")
+    p.add_argument("--jpeg-ms", type=float, help="estimate: CPU ms per JPEG image uncached (default: measured by "
+                   "make benchmark-eval)")
+    p.add_argument("--cached-ms", type=float, help="estimate: CPU ms per cached image (default: measured)")
     p.add_argument("--array-ms", type=float, default=default.array_ms,
                    help=f"estimate: CPU ms per in-memory image ({default.array_ms:g})")
+    p.add_argument("--gpu-corrupt-ms", type=float, help="estimate: GPU ms per 224-px image and noisy set "
+                   "(default: measured by tools/gpu_check.sh, else assumed)")
     p.add_argument("--epoch-s", type=float, default=default.epoch_s,
                    help=f"estimate: fixed seconds per epoch besides the images ({default.epoch_s:g})")
+    p.add_argument("--figures", default=str(CPU_FIGURES), metavar="JSON",
+                   help="estimate: the CPU figures of make benchmark-eval (default docs/performance/benchmark_eval.json)")
+    p.add_argument("--gpu-figures", default=str(GPU_FIGURES), metavar="JSON",
+                   help="estimate: the GPU figures of tools/gpu_check.sh (default docs/performance/gpu_check.json; "
+                        "absent: the GPU figures are assumptions)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes pulling runs from the plan (default: one per visible GPU, 1 without)")
     p.add_argument("--shard", metavar="I/N", help="only runs I, I+N, I+2N, ... of the plan (1-based; a SLURM array)")
@@ -55,11 +65,15 @@ def main(argv):
                    help="delete every claim (lock file) of the plan first: only when no other job of it runs")
     args = p.parse_intermixed_args(argv)
     shard = parse_shard(args.shard)
-    if not 0 < args.mfu <= 1 or min(args.peak_tflops, args.jpeg_ms, args.array_ms) <= 0 or args.epoch_s < 0:
-        raise NVPTError("--mfu must be in (0, 1]; --peak-tflops, --jpeg-ms and --array-ms must be > 0, --epoch-s >= 0")
+    given = [v for v in (args.peak_tflops, args.jpeg_ms, args.cached_ms, args.array_ms, args.gpu_corrupt_ms)
+             if v is not None]
+    if (args.mfu is not None and not 0 < args.mfu <= 1) or min(given) <= 0 or args.epoch_s < 0:
+        raise NVPTError("--mfu must be in (0, 1]; --peak-tflops, --jpeg-ms, --cached-ms, --array-ms and "
+                        "--gpu-corrupt-ms must be > 0, --epoch-s >= 0")
     if args.estimate_only and args.tables_only:
         raise NVPTError("--estimate-only and --tables-only exclude each other")
-    assume = Assumptions(args.peak_tflops, args.mfu, args.jpeg_ms, args.array_ms, args.epoch_s)
+    assume = with_figures(Assumptions(args.peak_tflops, args.mfu, args.jpeg_ms, args.array_ms, args.cached_ms,
+                                      args.epoch_s, args.gpu_corrupt_ms), Path(args.figures), Path(args.gpu_figures))
     reproduce(args.tasks, args.methods, args.seeds, args.overrides, Path(args.out), assume, args.estimate_only,
               args.tables_only, log=lambda msg: print(msg, flush=True), workers=args.workers, shard=shard,
               break_locks=args.break_locks)
