@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import importlib
 import io
+import json
 import os
 import re
 import shutil
@@ -61,10 +62,13 @@ class EvalBenchArgs:
     io_mb: int = 32
     models: tuple = tuple(MODELS)
     baseline: bool = True  # also time BASELINE's code (needs git and the repository's history)
+    sets: str = "paper"  # paper: configs/base.yaml's sets; all: the 19 corruptions x 5 severities + those sigmas
 
     def check(self) -> None:
         if min(self.corrupt_images, self.forward_images, self.loader_images, self.repeats, self.io_mb) < 1:
             raise NVPTError("--eval-images, --forward-images, --loader-images, --repeats and --io-mb must be >= 1")
+        if self.sets not in ("paper", "all"):
+            raise NVPTError(f"--eval-sets must be paper or all, got {self.sets!r}")
         unknown = [m for m in self.models if m not in MODELS]
         if unknown:
             raise NVPTError(f"unknown model {unknown[0]!r}; use {', '.join(MODELS)}")
@@ -194,7 +198,10 @@ def time_model_sets(label: str, args: EvalBenchArgs, paths: list[Path], baseline
     cfg = load_config(config, ["model.pretrained=false", "model.pretrained_file=null", "model.num_classes=10"]
                       + overrides)
     img_size = cfg.model.img_size or 224
-    sets = robustness_sets(load_config(ROOT / "configs/base.yaml").eval)  # the sets `make paper` evaluates
+    paper = load_config(ROOT / "configs/base.yaml")  # the sets `make paper` evaluates
+    if args.sets == "all":
+        paper.eval["corruptions"] = ["all"]
+    sets = robustness_sets(paper.eval)
     table = resolve_table("auto", img_size)
     torch.manual_seed(0)
     model = build_model(cfg).to(device).eval().deploy()
@@ -298,3 +305,55 @@ def eval_report(result: dict) -> str:
             lines.append(text)
     lines.append(f"checkpoint I/O: {result['io']['write_mb_per_s']:.0f} MB/s ({result['io']['how']})")
     return "\n".join(lines)
+
+
+# -- tools/gpu_check.sh's figures --------------------------------------------------------------------------
+def gpu_figures(out: Path) -> tuple[dict, str]:
+    """gpu_check.json (what nvpt.cost reads: the measured MFU and corruption cost) and a markdown fragment for
+    docs/performance.md, from the JSONs gpu_check.sh leaves in `out` (benchmark-dtd-cuda.json, eval-cuda.json);
+    a missing one leaves its figures out."""
+    from nvpt.cost import forward_flops
+
+    out = Path(out)
+    figures: dict = {"what": "tools/gpu_check.sh", "date": datetime.date.today().isoformat(), "commit": git_commit()}
+    lines = ["| measured by tools/gpu_check.sh | value |", "| --- | ---: |"]
+    bench = out / "benchmark-dtd-cuda.json"
+    if bench.is_file():
+        b = json.loads(bench.read_text())
+        figures["device_name"] = b["device_name"]
+        vpt = b["training"].get("vpt_deep") or next(iter(b["training"].values()))
+        train_ips = vpt["images_per_s"]
+        infer_ips = b["inference"]["spike_nvpt_deployed"]["images_per_s"]
+        flops = forward_flops(load_config(ROOT / "configs/dtd.yaml"))
+        peak = 989e12
+        figures.update(train_images_per_s=train_ips, eval_images_per_s=infer_ips,
+                       mfu=round(train_ips * 2 * flops / peak, 4), mfu_eval=round(infer_ips * flops / peak, 4))
+        lines += [f"| ViT-B/16 224 px bf16, batch {b['batch_size']}: VPT-deep training | {train_ips:,.0f} images/s |",
+                  f"| ViT-B/16 224 px bf16: deployed Spike-NVPT inference | {infer_ips:,.0f} images/s |",
+                  f"| share of the 989 TFLOP/s peak: training / inference | {figures['mfu']:.0%} / "
+                  f"{figures['mfu_eval']:.0%} |"]
+        lines += [f"| {'PASS' if c['pass'] else 'FAIL'}: {c['what']} | {c['ratio']:.3f} (<= {c['target']:.3f}) |"
+                  for c in b["checks"]]
+    ev = out / "eval-cuda.json"
+    if ev.is_file():
+        e = json.loads(ev.read_text())
+        figures.setdefault("device_name", e["device_name"])
+        vit = e["eval"].get("ViT-B/16")
+        if vit:
+            noisy = {k: r for k, r in vit["sets"].items() if k != "clean"}
+            device_sets = [r for k, r in noisy.items() if not k.startswith("jpeg_compression")]
+            figures["corrupt_ms_per_image"] = sum(1000 / r["corrupt_images_per_s"] for r in device_sets) / len(device_sets)
+            figures["corrupt_images_per_s"] = {k: r["corrupt_images_per_s"] for k, r in noisy.items()}
+            slowest = min(noisy, key=lambda k: noisy[k]["corrupt_images_per_s"])
+            lines += [f"| corruption on the GPU, 224 px from {e['loader']['jpeg_size'][0]}x{e['loader']['jpeg_size'][1]} "
+                      f"JPEGs, mean over {len(device_sets)} sets | {figures['corrupt_ms_per_image']:.4f} ms per image |",
+                      f"| slowest set: {slowest} | {noisy[slowest]['corrupt_images_per_s']:,.0f} images/s |",
+                      f"| evaluation pipeline (corrupt + forward), mean over the sets | "
+                      f"{sum(r['pipeline_images_per_s'] for r in noisy.values()) / len(noisy):,.0f} images/s |"]
+        loader = e["loader"]
+        cached = loader.get("cached_images_per_s")
+        lines.append(f"| loader, one process: uncached / cached | {loader['uncached_images_per_s']:,.0f} / "
+                     f"{f'{cached:,.0f}' if cached else 'n/a'} images/s |")
+    fragment = f"Measured on {figures.get('device_name', '?')} on {figures['date']} (commit {figures['commit']}):\n\n" \
+        + "\n".join(lines) + "\n"
+    return figures, fragment

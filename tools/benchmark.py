@@ -54,6 +54,8 @@ def main(argv):
     p.add_argument("--forward-images", type=int, default=4, help="--eval: ViT-B/16 images per forward (default 4)")
     p.add_argument("--loader-images", type=int, default=16, help="--eval: JPEGs per loader timing (default 16)")
     p.add_argument("--no-baseline", action="store_true", help="--eval: do not time commit 5fb576b's code")
+    p.add_argument("--eval-sets", choices=("paper", "all"), default="paper",
+                   help="--eval: the sets of make paper (default) or all 19 corruptions x 5 severities too")
     args = p.parse_args(argv)
     if args.eval:
         return eval_main(args)
@@ -91,7 +93,7 @@ def eval_main(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     bench = EvalBenchArgs(args.eval_images, args.forward_images, args.loader_images, args.repeats if args.repeats != 10
-                          else 3, baseline=not args.no_baseline)
+                          else 3, baseline=not args.no_baseline, sets=args.eval_sets)
     bench.check()
     result = eval_benchmark(bench, resolve_device(args.device), log=lambda msg: print(msg, flush=True))
     print(eval_report(result))
