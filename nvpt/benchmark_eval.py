@@ -357,3 +357,38 @@ def gpu_figures(out: Path) -> tuple[dict, str]:
     fragment = f"Measured on {figures.get('device_name', '?')} on {figures['date']} (commit {figures['commit']}):\n\n" \
         + "\n".join(lines) + "\n"
     return figures, fragment
+
+
+def eval_markdown(result: dict) -> str:
+    """docs/performance.md's tables of a benchmark_eval result: per set, images/s today and at the baseline, and
+    their ratio; the loader; the checkpoint writes."""
+    base = result["baseline"]
+    lines = [f"Measured on {result['device_name']} ({result['device']}, {result['threads']} thread(s), load average "
+             f"{result['load_avg'][0]:.1f}) on {result['date']}, commit {result['commit']}"
+             + (f", against commit {base} in the same process, interleaved" if base else "") + ".", ""]
+    ld = result["loader"]
+    cached = ld.get("cached_images_per_s")
+    lines += ["| loader, one process, 500x375 JPEG -> 224 px | images/s | ratio to " + (base or "-") + " |",
+              "| --- | ---: | ---: |"]
+    old = ld.get(f"uncached_{base}_images_per_s") if base else None
+    lines.append(f"| uncached (decode + resize) | {ld['uncached_images_per_s']:.0f} | "
+                 + (f"{ld['uncached_images_per_s'] / old:.2f}" if old else "n/a") + " |")
+    lines.append("| cached (decode once) | " + (f"{cached:.0f} | {cached / old:.2f}" if cached and old else
+                                               f"{cached:.0f} | n/a" if cached else "n/a (no cache) | n/a") + " |")
+    for label, m in result["eval"].items():
+        lines += ["", f"{label} ({m['img_size']} px, table {m['table']}, forward {m['forward_images_per_s']:.1f} "
+                  f"images/s): images/s of corrupt + forward per set, and of the corruption alone", "",
+                  "| set | pipeline | pipeline " + (base or "") + " | ratio | corruption | corruption "
+                  + (base or "") + " | ratio |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for key, row in m["sets"].items():
+            if key == "clean":
+                lines.append(f"| clean | {row['pipeline_images_per_s']:.1f} | | | | | |")
+            elif base:
+                lines.append(f"| {key} | {row['pipeline_images_per_s']:.1f} | {row[f'pipeline_images_per_s_{base}']:.1f}"
+                             f" | {row['pipeline_ratio']:.2f} | {row['corrupt_images_per_s']:.0f} | "
+                             f"{row[f'corrupt_images_per_s_{base}']:.0f} | {row['corrupt_ratio']:.2f} |")
+            else:
+                lines.append(f"| {key} | {row['pipeline_images_per_s']:.1f} | | | {row['corrupt_images_per_s']:.0f} | | |")
+    lines += ["", f"Checkpoint writes (write, fsync, rename of {result['io']['mb']} MB): "
+              f"{result['io']['write_mb_per_s']:.0f} MB/s."]
+    return "\n".join(lines) + "\n"

@@ -84,7 +84,7 @@ def main(argv):
 
 
 def eval_main(args):
-    from nvpt.benchmark_eval import DEFAULT_OUT, EvalBenchArgs, eval_benchmark, eval_report
+    from nvpt.benchmark_eval import DEFAULT_OUT, EvalBenchArgs, eval_benchmark, eval_markdown, eval_report
 
     if args.config:
         raise NVPTError("--eval takes no config (it times the demo ViT and ViT-B/16 of configs/)")
@@ -99,7 +99,8 @@ def eval_main(args):
     print(eval_report(result))
     out = Path(args.out) if args.out else DEFAULT_OUT
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    atomic_write_text(out.with_suffix(".md"), "# make benchmark-eval\n\n" + eval_markdown(result))
+    print(f"wrote {out} and {out.with_suffix('.md').name}")
     return 0
 
 
