@@ -27,9 +27,10 @@ demo: $(STAMP)
 pretrain: $(STAMP)
 	$(RUN_ENV) $(BIN)/python tools/pretrain.py configs/demo/backbone.yaml
 
-# Spike-NVPT, VPT-deep, linear, full x 6 tasks x 3 seeds; prints the plan and its estimated GPU time first,
-# reuses finished runs and resumes unfinished ones (runs/paper). Downloads data (torchvision) and weights (timm).
-# Pass options through ARGS, e.g. make paper ARGS="--estimate-only" or ARGS="data.num_workers=12".
+# Spike-NVPT, VPT-deep, linear, full x 6 tasks x 3 seeds; prints the plan and its estimated time per part (GPU,
+# loader, corruption, checkpoint I/O) first, reuses finished runs and resumes unfinished ones (runs/paper); one
+# worker process per visible GPU. Downloads data (torchvision) and weights (timm). Pass options through ARGS, e.g.
+# make paper ARGS="--estimate-only", ARGS="data.num_workers=12", ARGS="--shard 1/4" (a SLURM array task).
 paper: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python tools/reproduce_paper.py $(ARGS)
 

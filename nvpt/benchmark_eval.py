@@ -375,6 +375,20 @@ def eval_markdown(result: dict) -> str:
                  + (f"{ld['uncached_images_per_s'] / old:.2f}" if old else "n/a") + " |")
     lines.append("| cached (decode once) | " + (f"{cached:.0f} | {cached / old:.2f}" if cached and old else
                                                f"{cached:.0f} | n/a" if cached else "n/a (no cache) | n/a") + " |")
+    lines += ["", "| model | noisy sets | corruption ms per image, mean over the sets | at " + (base or "-")
+              + " | ratio | corrupt + forward images/s, mean | at " + (base or "-") + " | ratio |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for label, m in result["eval"].items():
+        noisy = [r for k, r in m["sets"].items() if k != "clean"]
+        new_ms = sum(1000 / r["corrupt_images_per_s"] for r in noisy) / len(noisy)
+        new_ips = sum(r["pipeline_images_per_s"] for r in noisy) / len(noisy)
+        if base:
+            old_ms = sum(1000 / r[f"corrupt_images_per_s_{base}"] for r in noisy) / len(noisy)
+            old_ips = sum(r[f"pipeline_images_per_s_{base}"] for r in noisy) / len(noisy)
+            lines.append(f"| {label} ({m['img_size']} px) | {len(noisy)} | {new_ms:.3f} | {old_ms:.3f} | "
+                         f"{old_ms / new_ms:.2f} | {new_ips:.1f} | {old_ips:.1f} | {new_ips / old_ips:.2f} |")
+        else:
+            lines.append(f"| {label} ({m['img_size']} px) | {len(noisy)} | {new_ms:.3f} | | | {new_ips:.1f} | | |")
     for label, m in result["eval"].items():
         lines += ["", f"{label} ({m['img_size']} px, table {m['table']}, forward {m['forward_images_per_s']:.1f} "
                   f"images/s): images/s of corrupt + forward per set, and of the corruption alone", "",

@@ -116,6 +116,6 @@ def test_two_workers_do_every_run_once_and_share_the_evaluation(tmp_path, monkey
     assert stored["best_epoch"] == 0 and stored["images"]["test"] == 94 and stored["prompt_bits"]
 
     # a restart finds everything done: nothing is trained or evaluated again
-    rc, _, err = run_tool(monkeypatch, capsys, "reproduce_paper", *args, "--workers", "2")
+    rc, _, err = run_tool(monkeypatch, capsys, "reproduce_paper", *args, "--workers", "1")
     assert rc == 0, err
     assert len((out / "journal.jsonl").read_text().splitlines()) == len(journal)
