@@ -60,7 +60,7 @@ def main(argv):
     if args.eval:
         return eval_main(args)
     if not args.config:
-        raise NVPTError("a config is needed (e.g. configs/dtd.yaml), or --eval")
+        raise NVPTError("the following arguments are required: config (e.g. configs/dtd.yaml), or --eval")
     bench = BenchmarkArgs(args.config, args.overrides, args.batch_size, args.repeats, args.warmup, args.sfl_batches,
                           args.time_steps, args.min_repeat_s, args.weights)
     bench.check()
