@@ -12,7 +12,7 @@ GPU_STAMP := $(VENV)/.gpu-$(shell sha1sum pyproject.toml | cut -c1-12)
 # One thread per process: torch slows down several-fold on 2 cores when the other one is busy.
 RUN_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 
-.PHONY: setup gpu test demo pretrain paper benchmark benchmark-demo benchmark-corruptions clean
+.PHONY: setup gpu test demo pretrain paper benchmark benchmark-demo benchmark-corruptions benchmark-eval clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -39,9 +39,11 @@ demo: $(STAMP)
 pretrain: $(STAMP)
 	$(RUN_ENV) $(BIN)/python tools/pretrain.py configs/demo/backbone.yaml
 
-# Spike-NVPT, VPT-deep, linear, full x 6 tasks x 3 seeds; prints the plan and its estimated GPU time first,
-# reuses finished runs and resumes unfinished ones (runs/paper). Downloads data (torchvision) and weights (timm).
-# Installs the matching CuPy first on a CUDA machine (make gpu). Pass options through ARGS, e.g. make paper ARGS="--estimate-only" or ARGS="data.num_workers=12".
+# Spike-NVPT, VPT-deep, linear, full x 6 tasks x 3 seeds; prints the plan and its estimated time per part (GPU,
+# loader, corruption, checkpoint I/O) first, reuses finished runs and resumes unfinished ones (runs/paper); one
+# worker process per visible GPU. Downloads data (torchvision) and weights (timm). Installs the matching CuPy first
+# on a CUDA machine (make gpu). Pass options through ARGS, e.g. make paper ARGS="--estimate-only",
+# ARGS="data.num_workers=12", ARGS="--shard 1/4" (a SLURM array task).
 # make paper BENCHMARK=vtab|fgvc|all: the benchmark, each task's lr x wd chosen on val first (docs/datasets.md).
 paper: $(GPU_STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python tools/reproduce_paper.py $(if $(BENCHMARK),--benchmark $(BENCHMARK)) $(ARGS)
@@ -57,6 +59,12 @@ benchmark-demo: $(STAMP)
 # the 19-corruption suite on the demo's 800 test images, corrupted and classified (target <= 5 min on 2 cores)
 benchmark-corruptions: $(STAMP)
 	$(RUN_ENV) $(BIN)/python tools/benchmark.py configs/demo/base.yaml --corruptions --threads 2
+
+# the evaluation pipeline per set (corrupt + forward; demo ViT, ViT-B/16 at 224 px), the loader cached and uncached
+# and checkpoint writes, against commit 5fb576b's code in the same process (~3 min on 2 cores); writes the CPU
+# figures of make paper's estimate to docs/performance/benchmark_eval.json
+benchmark-eval: $(STAMP)
+	$(RUN_ENV) $(BIN)/python tools/benchmark.py --eval --threads 1
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,30 +1,40 @@
-"""Estimated GPU time of planned runs, from the arithmetic they do and stated assumptions, not from a measurement.
+"""Estimated time of planned runs, in four parts: GPU, loader, corruption and checkpoint I/O.
 
-No GPU machine has been lent to this project yet, so the throughputs below are assumptions, printed
-with every estimate (`Assumptions`; tools/reproduce_paper.py takes --mfu etc. to replace them once
-tools/gpu_check.sh has measured an H200):
+Every figure is either measured (and says on which machine, when) or an assumption (and says so); the
+estimate prints which is which (`Assumptions.describe`). tools/reproduce_paper.py takes --mfu etc. to
+replace the assumptions.
 
-- Work: floating-point operations of one forward pass per image, counted from the model's shape
-  (every Linear of the blocks, the attention products on N tokens including the prompts, the patch
-  embedding and the head). A training step costs 1 forward for `linear` (nothing before the head
-  needs a gradient), 2 for the prompt methods (the backward pass computes input gradients through
-  the frozen blocks, no weight gradients) and 3 for `full`. Every epoch evaluates the validation
-  split once (protocol tune); the final evaluation passes the test split once per evaluation set
-  (clean + every corruption x severity + every Gaussian sigma).
-- GPU: an H200's dense bf16 peak, 989 TFLOP/s (NVIDIA's datasheet), at an assumed 35 % utilisation
-  for ViT-B/16 under bf16 autocast in eager PyTorch.
-- Input pipeline: decoding and resizing one image costs an assumed 4 ms of one CPU core for JPEG
-  data sets and 0.3 ms for data sets held in memory as arrays, spread over data.num_workers.
-  Each phase takes the longer of its GPU time and its input-pipeline time (they overlap).
-- Every epoch adds an assumed 1 s: the training loader's workers start anew (they are reseeded
-  per epoch for exact resumption) and the resumable checkpoint is written.
+- GPU. Floating-point operations of one forward pass per image, counted from the model's shape (every
+  Linear of the blocks, the attention products on N tokens including the prompts, the patch embedding
+  and the head). A training step costs 1 forward for `linear` (nothing before the head needs a gradient),
+  2 for the prompt methods (the backward pass computes input gradients through the frozen blocks, no
+  weight gradients) and 3 for `full`. Every epoch evaluates the validation split once (protocol tune);
+  the final evaluation passes the test split once per evaluation set (clean + every corruption x
+  severity + every Gaussian sigma) for every run. Throughput: an H200's dense bf16 peak, 989 TFLOP/s
+  (NVIDIA's datasheet), at an assumed 35 % utilisation, until tools/gpu_check.sh has measured it
+  (docs/performance/gpu_check.json, read when present).
+- Loader. Each run decodes its task's images once (nvpt.data.cache; counted per run, though runs
+  sharing the disk cache decode a task once) at the uncached cost per image and CPU core, spread over
+  data.num_workers processes (assumed to scale linearly); then the training process reads the cached
+  images every epoch and once for the evaluation pass, whole batches at a time, at the cached cost per
+  image, plus `epoch_s` per epoch. The per-core costs are the figures
+  `make benchmark-eval` measured (docs/performance/benchmark_eval.json: 500x375 JPEGs resized to 224 px)
+  on the machine named there; in-memory data sets (CIFAR, SVHN) cost `array_ms` uncached.
+- Corruption. Once per task and set (corrupt once, score many: the runs evaluated in one pass share
+  it): every noisy set corrupts the test split on the GPU at an assumed `gpu_corrupt_ms` per image
+  until gpu_check.sh has measured it; jpeg_compression, on the CPU, at the CPU figure measured by
+  `make benchmark-eval` when it has one.
+- I/O. Checkpoint bytes written (checkpoint-last every train.save_every epochs with the optimizer
+  state, checkpoint-best every epoch when a validation split selects it, else once) at the write
+  speed `make benchmark-eval` measured (write, fsync, rename).
+The total is the sum of the parts: an upper bound, as if the loader never overlapped the GPU.
 """
 from __future__ import annotations
 
 import copy
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -49,18 +59,97 @@ FULL_SPLITS = {"dtd": (1880, 1880), "cifar100": (50000, None), "caltech101": (30
                "oxford_flowers102": (1020, 1020), "oxford_iiit_pet": (3680, None), "svhn": (73257, None)}
 
 
+ROOT = Path(__file__).resolve().parent.parent
+CPU_FIGURES = ROOT / "docs" / "performance" / "benchmark_eval.json"  # make benchmark-eval
+GPU_FIGURES = ROOT / "docs" / "performance" / "gpu_check.json"  # tools/gpu_check.sh on a GPU machine
+DEVICE_CORRUPTIONS_EXCEPT = ("jpeg_compression",)  # every other set is corrupted on the images' device
+
+
+def read_figures(path: Path | None) -> dict | None:
+    """A figures JSON (benchmark_eval.json / gpu_check.json); None when there is none; a damaged one is an error."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        figures = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise NVPTError(f"cannot read {path}: {str(exc).splitlines()[0]}; remake it (make benchmark-eval) or "
+                        "delete it") from None
+    if not isinstance(figures, dict):
+        raise NVPTError(f"{path} is not a figures JSON; remake it (make benchmark-eval) or delete it")
+    return figures
+
+
 @dataclass(frozen=True)
 class Assumptions:
-    peak_tflops: float = 989.0  # H200 SXM, dense bf16
-    mfu: float = 0.35  # share of the peak the runs sustain
-    jpeg_ms: float = 4.0  # CPU ms per JPEG image: decode + bicubic resize
-    array_ms: float = 0.3  # CPU ms per image held as an array: resize only
-    epoch_s: float = 1.0  # fixed cost of an epoch: loader workers start, checkpoint written
+    """None: the measured figure where there is one, else the default in DEFAULTS."""
 
-    def describe(self) -> str:
-        return (f"assumed, not measured: {self.mfu:.0%} of {self.peak_tflops:g} TFLOP/s bf16 (an H200), "
-                f"{self.jpeg_ms:g} ms of CPU per JPEG image and {self.array_ms:g} ms per in-memory image "
-                f"over data.num_workers loader processes, {self.epoch_s:g} s per epoch besides")
+    peak_tflops: float = 989.0  # H200 SXM, dense bf16
+    mfu: float | None = None  # share of the peak the runs sustain
+    jpeg_ms: float | None = None  # CPU ms per JPEG image, uncached: decode + bicubic resize to 224 px
+    array_ms: float = 0.3  # CPU ms per image held as an array: resize only
+    cached_ms: float | None = None  # CPU ms per cached image read
+    epoch_s: float = 0.05  # fixed cost of an epoch besides images and checkpoints (persistent loader workers)
+    gpu_corrupt_ms: float | None = None  # GPU ms per 224-px image per noisy set
+    write_mb_s: float | None = None  # checkpoint writes, MB/s
+    cpu_figures: dict | None = field(default=None, compare=False)
+    gpu_figures: dict | None = field(default=None, compare=False)
+
+
+DEFAULTS = {"mfu": 0.35, "jpeg_ms": 4.0, "cached_ms": 0.2, "gpu_corrupt_ms": 0.02, "write_mb_s": 200.0,
+            "cpu_corrupt_ms": 10.0}
+
+
+def with_figures(assume: Assumptions = Assumptions(), cpu: Path | None = CPU_FIGURES,
+                 gpu: Path | None = GPU_FIGURES) -> Assumptions:
+    """The assumptions with the measured figure files attached (those that exist)."""
+    import dataclasses
+
+    return dataclasses.replace(assume, cpu_figures=read_figures(cpu), gpu_figures=read_figures(gpu))
+
+
+def figure(assume: Assumptions, name: str) -> tuple[float, str]:
+    """(value, where it comes from) of one input of the estimate."""
+    given = getattr(assume, name, None)
+    if given is not None:
+        return given, "given"
+    cpu, gpu = assume.cpu_figures or {}, assume.gpu_figures or {}
+    cpu_where = f"measured on {cpu.get('device_name', '?')} on {cpu.get('date', '?')} (make benchmark-eval)"
+    gpu_where = f"measured on {gpu.get('device_name', '?')} on {gpu.get('date', '?')} (tools/gpu_check.sh)"
+    try:
+        if name == "jpeg_ms" and cpu.get("loader", {}).get("uncached_images_per_s"):
+            return 1000 / cpu["loader"]["uncached_images_per_s"], cpu_where
+        if name == "cached_ms" and cpu.get("loader", {}).get("cached_images_per_s"):
+            return 1000 / cpu["loader"]["cached_images_per_s"], cpu_where
+        if name == "write_mb_s" and cpu.get("io", {}).get("write_mb_per_s"):
+            return cpu["io"]["write_mb_per_s"], cpu_where + ", assumed alike on the GPU machine"
+        if name == "mfu" and gpu.get("mfu"):
+            return gpu["mfu"], gpu_where
+        if name == "gpu_corrupt_ms" and gpu.get("corrupt_ms_per_image"):
+            return gpu["corrupt_ms_per_image"], gpu_where
+        if name == "cpu_corrupt_ms":
+            row = cpu.get("eval", {}).get("ViT-B/16", {}).get("sets", {})
+            ms = [1000 / r["corrupt_images_per_s"] for k, r in row.items() if k.startswith("jpeg_compression")]
+            if ms:
+                return sum(ms) / len(ms), cpu_where
+    except (TypeError, KeyError, ZeroDivisionError):
+        raise NVPTError(f"the figures JSON has a malformed entry for {name}; remake it (make benchmark-eval)") from None
+    return DEFAULTS[name], "assumed"
+
+
+def describe(assume: Assumptions) -> str:
+    """Every input of the estimate with its source, one per line."""
+    mfu, mfu_src = figure(assume, "mfu")
+    rows = [f"GPU: {mfu:.0%} of {assume.peak_tflops:g} TFLOP/s bf16 (an H200's dense peak) [{mfu_src}]"]
+    for name, what, unit in (("gpu_corrupt_ms", "corruption on the GPU per 224-px image and set", "ms"),
+                             ("jpeg_ms", "uncached loading per JPEG image and CPU core (500x375 -> 224 px)", "ms"),
+                             ("cached_ms", "cached loading per image, whole batches in the training process", "ms"),
+                             ("write_mb_s", "checkpoint writes", "MB/s")):
+        value, src = figure(assume, name)
+        rows.append(f"{what}: {value:.3g} {unit} [{src}]")
+    rows.append(f"in-memory images: {assume.array_ms:g} ms per image and core uncached [assumed]; "
+                f"{assume.epoch_s:g} s per epoch besides [assumed]; loader processes: data.num_workers, scaling "
+                "linearly [assumed]; total = the sum of the parts (no overlap: an upper bound)")
+    return "\n".join("  - " + r for r in rows)
 
 
 @dataclass
@@ -71,10 +160,15 @@ class RunCost:
     eval_sets: int  # clean + corrupted sets
     epochs: int  # still to train
     forward_gflops: float  # per image
-    seconds: float
+    seconds: float  # the sum of the parts
+    gpu_s: float = 0.0
+    loader_s: float = 0.0
+    corruption_s: float = 0.0
+    io_s: float = 0.0
 
 
 _BODY: dict[tuple, tuple[float, int]] = {}  # (FLOPs without the head, embed_dim) per backbone and prompt count
+_PARAMS: dict[tuple, tuple[int, int, int]] = {}  # (backbone parameters without head, depth, embed_dim) per backbone
 
 
 def forward_flops(cfg: Config) -> float:
@@ -93,6 +187,9 @@ def _body_flops(cfg: Config, prompts: int) -> tuple[float, int]:
     meta_cfg.model.update(pretrained=False, pretrained_file=None, num_classes=1)
     with torch.device("meta"):  # shapes only: no memory, no weights
         model = create_backbone(meta_cfg)
+    blocks = model.blocks if hasattr(model, "blocks") else [b for stage in model.layers for b in stage.blocks]
+    _PARAMS[(cfg.model.name, cfg.model.img_size, cfg.model.in_chans, cfg.model.kwargs)] = (
+        sum(p.numel() for p in model.parameters()), len(blocks), model.embed_dim)  # Swin: its first stage's width
     if isinstance(model, SwinTransformer):
         return _swin_body_flops(model, prompts), model.num_features
     tokens = model.num_prefix_tokens + model.patch_embed.num_patches + prompts
@@ -174,19 +271,52 @@ def fgvc_sizes(d) -> tuple[int, int, int]:
         raise NVPTError(f"cost: cannot read the split files in {folder} ({exc}); restore them") from None
 
 
-def run_cost(cfg: Config, epochs_left: int, assume: Assumptions = Assumptions()) -> RunCost:
-    """Estimated seconds for the rest of one run: `epochs_left` epochs (0: only the final evaluation left)."""
+def checkpoint_bytes(cfg: Config) -> tuple[float, float]:
+    """(checkpoint-best, checkpoint-last) bytes: the trainable parameters in float32, and for checkpoint-last the
+    optimizer's state too (1 slot for SGD with momentum, 2 for AdamW)."""
+    forward_flops(cfg)  # fills _BODY / _PARAMS
+    m = cfg.model
+    total, depth, dim = _PARAMS[(m.name, m.img_size, m.in_chans, m.kwargs)]
+    head = dim * (m.num_classes or 1000) + (m.num_classes or 1000)
+    method = cfg.prompt.method
+    prompts = 0 if method not in ("vpt_shallow", "vpt_deep", "spike_nvpt") else cfg.prompt.length * dim * (
+        1 if method == "vpt_shallow" or (method == "spike_nvpt" and not cfg.prompt.deep) else depth)
+    trainable = (total + head) if method == "full" else head + prompts
+    slots = 2 if cfg.train.optimizer == "adamw" else (1 if cfg.train.momentum else 0)
+    return 4.0 * trainable, 4.0 * trainable * (1 + slots)
+
+
+def run_cost(cfg: Config, epochs_left: int, assume: Assumptions = Assumptions(), evaluate: bool = True,
+             eval_share: int = 1) -> RunCost:
+    """Estimated seconds for the rest of one run: `epochs_left` epochs (0: only the final evaluation left), and its
+    evaluation when `evaluate`, in a pass shared by `eval_share` runs (the corruption is paid once per pass)."""
     flops = forward_flops(cfg)
     train, val, test = image_counts(cfg)
-    sets = 1 + len(robustness_sets(cfg.eval))  # the clean set and every corrupted one (groups like `all` expanded)
-    gpu_rate = assume.peak_tflops * 1e12 * assume.mfu  # FLOP/s
-    per_image_cpu = (assume.array_ms if cfg.data.name in ARRAY_DATASETS else assume.jpeg_ms) / 1000
-    loader = per_image_cpu / max(cfg.data.num_workers, 1)
+    sets = robustness_sets(cfg.eval)
+    n_sets = 1 + len(sets)  # the clean set and every corrupted one (groups like `all` expanded)
+    mfu = figure(assume, "mfu")[0]
+    gpu_rate = assume.peak_tflops * 1e12 * mfu  # FLOP/s
+    workers = max(cfg.data.num_workers, 1)
+    uncached = (assume.array_ms if cfg.data.name in ARRAY_DATASETS else figure(assume, "jpeg_ms")[0]) / 1000
+    cached = figure(assume, "cached_ms")[0] / 1000
+    share = max(eval_share, 1)
 
-    def phase(images: float, forwards: float) -> float:
-        return max(images * forwards * flops / gpu_rate, images * loader)
-
-    epoch = phase(train, STEP_FORWARDS[cfg.prompt.method]) + phase(val, 1.0) + assume.epoch_s
     evaluated = val if cfg.eval.split == "val" else test  # the final evaluation's split
-    seconds = epochs_left * epoch + phase(evaluated * sets, 1.0)
-    return RunCost(train, val, test, sets, epochs_left, flops / 1e9, seconds)
+    gpu = epochs_left * (train * STEP_FORWARDS[cfg.prompt.method] + val) * flops / gpu_rate
+    loader = epochs_left * ((train + val) * cached + assume.epoch_s)  # cached sets are read in the training process
+    if epochs_left or evaluate:
+        loader += (train + val + test) * uncached / workers  # decoded once
+    corruption = io = 0.0
+    if evaluate:
+        gpu += evaluated * n_sets * flops / gpu_rate
+        loader += evaluated * cached / share
+        per_image = sum(figure(assume, "cpu_corrupt_ms" if name in DEVICE_CORRUPTIONS_EXCEPT else "gpu_corrupt_ms")[0]
+                        for name, _, _ in sets) / 1000
+        scale = (cfg.model.img_size or 224) ** 2 / 224 ** 2  # the per-image figures are for 224 px
+        corruption = evaluated * per_image * scale / share
+    if epochs_left:
+        best, last = checkpoint_bytes(cfg)
+        writes = best * (epochs_left if val else 1) + last * -(-epochs_left // max(cfg.train.save_every, 1))
+        io = writes / (figure(assume, "write_mb_s")[0] * 2**20)
+    total = gpu + loader + corruption + io
+    return RunCost(train, val, test, n_sets, epochs_left, flops / 1e9, total, gpu, loader, corruption, io)

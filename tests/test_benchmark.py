@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import tiny_cfg
 from nvpt.config import SCHEMA, dump_config
@@ -120,3 +121,49 @@ def test_models_share_one_backbone_and_the_bare_one_has_no_hooks(tmp_path):
     images = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(bare(images), built["vpt"].backbone(images))  # hooks idle outside PromptedViT.forward
+
+
+def test_eval_benchmark_tiny_structure_and_gpu_figures(tmp_path):
+    """make benchmark-eval in miniature (demo ViT only, 1 repeat): every set timed today and at 5fb576b, the loader,
+    checkpoint I/O; then gpu_check.sh's figures from it, which nvpt.cost reads as measured."""
+    from nvpt.benchmark_eval import BASELINE, EvalBenchArgs, eval_benchmark, eval_report, gpu_figures
+    from nvpt.cost import Assumptions, figure, with_figures
+
+    args = EvalBenchArgs(corrupt_images=1, forward_images=1, loader_images=2, repeats=1, io_mb=1, models=("demo ViT",))
+    result = eval_benchmark(args, torch.device("cpu"), log=lambda _m: None, workdir=tmp_path)
+    assert result["baseline"] == BASELINE and result["loader"]["jpeg_size"] == [500, 375]
+    assert result["loader"]["uncached_images_per_s"] > 0 and result["loader"][f"uncached_{BASELINE}_images_per_s"] > 0
+    demo = result["eval"]["demo ViT"]
+    assert len(demo["sets"]) == 1 + 24 and demo["img_size"] == 32 and demo["table"] == "cifar"
+    for key, row in demo["sets"].items():
+        assert row["pipeline_images_per_s"] > 0
+        if key != "clean":
+            assert row["pipeline_ratio"] > 0 and row[f"corrupt_images_per_s_{BASELINE}"] > 0
+    assert result["io"]["write_mb_per_s"] > 0 and not list(tmp_path.iterdir())  # its temporary files are gone
+    text = eval_report(result)
+    assert "shot_noise@5" in text and "checkpoint I/O" in text
+    assert ("cached n/a" in text) == (result["loader"]["cached_images_per_s"] is None)
+
+    result["eval"]["ViT-B/16"] = demo  # as the GPU run (eval-cuda.json) would hold it
+    (tmp_path / "eval-cuda.json").write_text(json.dumps(result))
+    row = {"images_per_s": 4000.0}
+    (tmp_path / "benchmark-dtd-cuda.json").write_text(json.dumps({
+        "device_name": "NVIDIA H200", "batch_size": 64, "training": {"vpt_deep": row},
+        "inference": {"spike_nvpt_deployed": {"images_per_s": 9000.0}},
+        "checks": [{"pass": True, "what": "deployed / VPT", "ratio": 1.0, "target": 1.01}]}))
+    figures, fragment = gpu_figures(tmp_path)
+    assert figures["device_name"] == "NVIDIA H200" and 0.2 < figures["mfu"] < 0.4
+    assert figures["corrupt_ms_per_image"] > 0 and len(figures["corrupt_images_per_s"]) == 24
+    assert "4,000 images/s" in fragment and "PASS: deployed / VPT" in fragment
+    (tmp_path / "gpu_check.json").write_text(json.dumps(figures))
+    assume = with_figures(Assumptions(), None, tmp_path / "gpu_check.json")
+    assert figure(assume, "mfu")[0] == figures["mfu"] and "measured on NVIDIA H200" in figure(assume, "mfu")[1]
+
+
+def test_gpu_check_script_parses():
+    script = ROOT / "tools" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    for needed in ("--eval --device cuda --eval-sets all", "tools/reproduce_paper.py", "spike.backend=cupy",
+                   "gpu_figures", "import cupy", "--batch-size 64"):
+        assert needed in text

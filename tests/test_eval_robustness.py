@@ -55,8 +55,18 @@ def _other_model(runs, tmp):
     return [tmp]
 
 
+def _other_test_data(runs, tmp):
+    # the vpt_deep run with another test set (data.test_per_class) next to the spike_nvpt run
+    shutil.copytree(runs["vpt_deep"], tmp / "vpt_deep")
+    config = tmp / "vpt_deep" / "config.yaml"
+    config.write_text(config.read_text().replace("test_per_class: 4", "test_per_class: 3"))
+    return [runs["spike_nvpt"], tmp / "vpt_deep"]
+
+
 # case -> tool arguments (given the runs and a fresh folder)
 CALLS = {
+    "two runs": lambda r, tmp: [r["spike_nvpt"], r["vpt_deep"], "--out", tmp],
+    "other test data": lambda r, tmp: _other_test_data(r, tmp) + ["--out", tmp / "out"],
     "same options": lambda r, tmp: [r["spike_nvpt"], "--reference", r["vpt_deep"], "--device", "cpu"],
     "other sets": lambda r, tmp: [r["spike_nvpt"], "--gaussian-std", "0.2", "--noise-seed", "0",
                                   "--reference", r["vpt_deep"], "--out", tmp],
@@ -172,7 +182,20 @@ def test_reference_results_json_file(runs, calls):
     assert "note:" in proc.stdout
 
 
+def test_several_runs_in_one_pass_equal_their_own_evaluations(runs, calls):
+    """Corrupt once, score many: each run's numbers are bit-identical to its own final evaluation (one by one)."""
+    tmp, proc = finished(calls, "two runs")
+    assert proc.returncode == 0, proc.stderr
+    for method, run in runs.items():
+        got, trained = json.loads((tmp / run.name / "robustness.json").read_text()), results(run)
+        assert got["method"] == method and got["test_images"] == 80
+        assert got["clean"] == trained["clean"] and got["mean_corrupted"] == trained["mean_corrupted"]
+        assert {k: v["accuracy"] for k, v in got["sets"].items()} == {k: v["accuracy"] for k, v in trained["sets"].items()}
+    assert proc.stdout.count("wrote ") == 2
+
+
 @pytest.mark.parametrize("case, needle", [
+    ("other test data", "different test data"),
     ("no checkpoint", "no checkpoint-best"),
     ("other model", "another model"),
     ("unknown corruption", "unknown corruption 'fogg'"),

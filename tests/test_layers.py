@@ -13,7 +13,7 @@ LAYERS = [
     ("robustness", {"nvpt.robustness"}),
     ("plots", {"nvpt.viz"}),
     ("compositions", {"nvpt.pipeline", "nvpt.pretrain", "nvpt.comparison", "nvpt.paper", "nvpt.cost", "nvpt.benchmark",
-                      "nvpt.export", "nvpt.selection", "nvpt.tables"}),
+                      "nvpt.benchmark_eval", "nvpt.schedule", "nvpt.export", "nvpt.selection", "nvpt.tables"}),
 ]
 
 

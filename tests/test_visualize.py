@@ -232,14 +232,16 @@ def tool():
     return module
 
 
-def test_latest_spike_run_is_found(tool, runs, tmp_path):
+def test_latest_spike_run_is_found(runs, tmp_path):
+    from nvpt.robustness.runs import latest_run
+
     root = runs["spike_nvpt"].parent.parent
-    assert tool.latest_spike_run(root) == runs["spike_nvpt"]  # the vpt_deep run is not a candidate
+    assert latest_run(root, "spike_nvpt") == runs["spike_nvpt"]  # the vpt_deep run is not a candidate
     newer = tmp_path / "deeper" / "copy"
     shutil.copytree(runs["spike_nvpt"], newer)
     os.utime(newer / "checkpoint-best.safetensors", (2e9, 2e9))
-    assert tool.latest_spike_run(tmp_path) == newer
-    assert tool.latest_spike_run(tmp_path / "missing") is None
+    assert latest_run(tmp_path, "spike_nvpt") == newer
+    assert latest_run(tmp_path / "missing", "spike_nvpt") is None
 
 
 def _malformed_results(run_dir, tmp):

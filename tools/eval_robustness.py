@@ -1,14 +1,18 @@
-"""Evaluate a trained run clean and under noise, optionally against a reference run.
+"""Evaluate trained runs clean and under noise, optionally against a reference run.
 
-    python tools/eval_robustness.py RUN_OR_CHECKPOINT [options]
+    python tools/eval_robustness.py RUN_OR_CHECKPOINT [RUN_OR_CHECKPOINT ...] [options]
     python tools/eval_robustness.py runs/demo/spike_nvpt-s0
+    python tools/eval_robustness.py runs/paper/dtd-*-s0      # several runs of one task: one pass over the test set
     python tools/eval_robustness.py RUN --corruptions gaussian_noise shot_noise --severities 1 3 5 \\
         --gaussian-std 0.1 0.2 --reference runs/demo/vpt_deep-s0
     python tools/eval_robustness.py RUN --corruptions all --gaussian-std   # the 19 ImageNet-C corruptions
 
-Unset options take the run's own `eval.*` config, so with no options the numbers equal the
-run's results.json (same code: nvpt.robustness.evaluate.evaluate_robustness). Writes
-robustness.json / .csv / .md to --out (default RUN/robustness/) and prints the table.
+Unset options take the runs' own `eval.*` config, so with no options the numbers equal each run's
+results.json (same code: nvpt.robustness.evaluate). Several runs must share their test data and
+evaluation (else a one-line error): each test batch is loaded once, corrupted once per set and scored
+by every run, with numbers bit-identical to evaluating the runs one by one. Writes robustness.json /
+.csv / .md to --out (default RUN/robustness/; with several runs --out DIR gets DIR/<run name>/) and
+prints the tables. The logic is nvpt/robustness/runs.py.
 """
 import json
 import sys
@@ -18,28 +22,20 @@ import _bootstrap  # noqa: F401
 import torch
 
 from nvpt.cli import finite_float, parser, run_main
-from nvpt.config import Config, load_config
-from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.distributed import DistInfo
-from nvpt.engine.loop import Normalize
-from nvpt.engine.restore import BEST, load_run, locate
-from nvpt.engine.run import backbone_data_config, make_loader, prepare_data, resolve_device, seed_everything
+from nvpt.engine.run import resolve_device
 from nvpt.errors import NVPTError
 from nvpt.outputs import check_output_folder
-from nvpt.robustness.corruptions import CORRUPTION_VERSION, corruption_version, resolve_table
-from nvpt.robustness.evaluate import evaluate_robustness, robustness_sets
-from nvpt.robustness.report import markdown_table, set_key, write_csv, write_json
-from nvpt.robustness.schema import read_summary as read_checked_summary
-
-# data keys that change how the test set is loaded, not which images it holds
-_LOADING_KEYS = {"batch_size", "eval_batch_size", "num_workers", "download"}
-OUT_FILES = ("robustness.json", "robustness.csv", "robustness.md")
+from nvpt.robustness.runs import OUT_FILES, check_shared_test_set, evaluate_runs, find_reference, run_entry, \
+    same_sets, write_robustness
 
 
 def build_parser():
-    p = parser("Top-1 accuracy of a trained run clean and under each noise corruption; "
-               "unset options default to the run's eval.* config.")
-    p.add_argument("run", help="run folder (uses checkpoint-best.safetensors) or a checkpoint file inside one")
+    p = parser("Top-1 accuracy of trained runs clean and under each noise corruption; "
+               "unset options default to the runs' eval.* config.")
+    p.add_argument("runs", nargs="+", metavar="run",
+                   help="run folder (uses checkpoint-best.safetensors) or a checkpoint file inside one; several runs "
+                        "of one task are evaluated in one pass")
     p.add_argument("--corruptions", nargs="*", metavar="NAME",
                    help="corruption names (gaussian_noise, fog, jpeg_compression, ...), families (noise, blur, "
                         "weather, digital), common (ImageNet-C's 15), extra (its 4 others) or all; "
@@ -68,121 +64,41 @@ def eval_overrides(args) -> list[str]:
     return out + [f"train.device={args.device}"]
 
 
-def run_config(path: str, overrides: list[str]) -> tuple[Path, Path, Config]:
-    """(run_dir, checkpoint, cfg) without building the model, so bad options fail fast."""
-    run_dir, ckpt = locate(path)
-    config = run_dir / "config.yaml"
-    if not config.is_file():
-        raise NVPTError(f"{run_dir} has no config.yaml next to {ckpt.name}; pass the run folder tools/train.py wrote")
-    cfg = load_config(config, overrides)
-    robustness_sets(cfg.eval)
-    return run_dir, ckpt, cfg
-
-
-def load_model(ckpt: Path, cfg: Config, overrides: list[str], device):
-    # Training seeds right before building the model: the same seed rebuilds the same frozen
-    # backbone when it is randomly initialised (model.pretrained=false, no pretrained_file).
-    seed_everything(cfg.seed)
-    model = load_run(ckpt, overrides).model.deploy()
-    return model.to(device).eval()
-
-
-def eval_settings(cfg: Config, device) -> dict:
-    """Mixed precision exactly as tools/train.py's final evaluation (CUDA only)."""
-    return {"amp": bool(cfg.train.amp and device.type == "cuda"),
-            "amp_dtype": {"bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.train.amp_dtype]}
-
-
-def same_sets(summary: dict, cfg: Config) -> bool:
-    """Whether a summary was evaluated on exactly the sets, noise seed and severity table cfg.eval asks for."""
-    wanted = {set_key(*s) for s in robustness_sets(cfg.eval)}
-    table = resolve_table(cfg.eval.corruption_table, backbone_data_config(cfg)[0])
-    return (set(summary.get("sets", {})) == wanted and summary.get("noise_seed") == cfg.eval.seed
-            and summary.get("corruption_table") == table and corruption_version(summary) == CORRUPTION_VERSION)
-
-
-def same_test_data(a: Config, b: Config) -> bool:
-    """Same data config (ignoring loader settings) and seed (it picks e.g. the textures crops)."""
-    def key(c):
-        return c.seed, {k: v for k, v in c.data.items() if k not in _LOADING_KEYS}
-    return key(a) == key(b)
-
-
-def read_summary(path: Path) -> dict:
-    return read_checked_summary(path, "pass a results.json of tools/train.py or a robustness.json of this tool")
-
-
-def find_reference(path: str, cfg: Config, overrides: list[str]):
-    """(summary, source, None) when a stored summary fits, else (None, "evaluated", (checkpoint, cfg)) to evaluate.
-
-    A .json file is used as given; a run's results.json only when it was computed from
-    checkpoint-best on the same test data with the same sets and noise."""
-    if Path(path).is_file() and Path(path).suffix == ".json":
-        return read_summary(Path(path)), "json", None
-    ref_dir, ref_ckpt, ref_cfg = run_config(path, overrides)
-    results = ref_dir / "results.json"
-    if ref_ckpt.name == BEST and results.is_file() and same_test_data(cfg, ref_cfg):
-        stored = read_summary(results)
-        if same_sets(stored, cfg):
-            return stored, "results.json", None
-    return None, "evaluated", (ref_ckpt, ref_cfg)
-
-
 def main(argv):
     args = build_parser().parse_args(argv)
     if args.batch_size is not None and args.batch_size < 1:
         raise NVPTError(f"--batch-size must be >= 1, got {args.batch_size}")
     overrides = eval_overrides(args)
-    run_dir, ckpt, cfg = run_config(args.run, overrides)
-    out = check_output_folder(args.out or run_dir / "robustness", OUT_FILES, [args.reference])  # before any work
-
-    ref_summary = ref_source = ref_run = None
-    if args.reference:  # checked before any evaluation starts
-        ref_summary, ref_source, ref_run = find_reference(args.reference, cfg, overrides)
+    entries = [run_entry(path, overrides) for path in args.runs]
+    check_shared_test_set(entries)  # before any evaluation starts
+    names = [e.run_dir.name for e in entries]
+    if len(entries) > 1 and len(set(names)) < len(names) and args.out:
+        raise NVPTError(f"two runs share the folder name {names}: --out DIR would mix their outputs; drop --out")
+    outs = [(Path(args.out) / e.run_dir.name if len(entries) > 1 else Path(args.out)) if args.out
+            else e.run_dir / "robustness" for e in entries]
+    inputs = [args.reference] if args.reference else []
+    for out in outs:  # an unwritable --out fails now, not after the evaluation
+        check_output_folder(out, OUT_FILES, inputs)
+    cfg = entries[0].cfg
+    reference, source = find_reference(args.reference, cfg, overrides) if args.reference else (None, None)
 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg, DistInfo())
-    settings = eval_settings(cfg, device)
-    model = load_model(ckpt, cfg, overrides, device)
-    seed_everything(cfg.seed)  # as training, in case a data set draws from the global RNG
-    bundle, img_size = prepare_data(cfg)
-    loader = make_loader(bundle.test, cfg.data.eval_batch_size, cfg, DistInfo(), False, device)
-
-    if ref_run is not None:
-        # evaluated here on this run's test images and noise, with the reference's own normalisation
-        ref_ckpt, ref_cfg = ref_run
-        seed_everything(ref_cfg.seed)
-        ref_bundle, ref_img = prepare_data(ref_cfg)
-        theirs = (ref_img, len(ref_bundle.mean), ref_cfg.model.num_classes)
-        ours = (img_size, len(bundle.mean), cfg.model.num_classes)
-        if theirs != ours:
-            raise NVPTError(f"reference {args.reference} takes {theirs[0]} px, {theirs[1]}-channel images and "
-                            f"{theirs[2]} classes, this run {ours[0]} px, {ours[1]} channels and {ours[2]} classes: "
-                            "they cannot be evaluated on the same test set")
-        ref_model = load_model(ref_ckpt, ref_cfg, overrides, device)
-        ref_norm = Normalize(ref_bundle.mean, ref_bundle.std).to(device)
-        ref_summary = evaluate_robustness(ref_model, loader, ref_norm, device, cfg.eval, img_size,
-                                          **eval_settings(ref_cfg, device))
-        del ref_model
-
-    normalize = Normalize(bundle.mean, bundle.std).to(device)
-    summary = evaluate_robustness(model, loader, normalize, device, cfg.eval, img_size, reference=ref_summary,
-                                  show_progress=True, **settings)
-    summary.update(method=cfg.prompt.method, seed=cfg.seed, run=str(run_dir), checkpoint=str(ckpt),
-                   test_images=len(bundle.test))
-    if ref_summary is not None:
-        summary["reference"] = {"path": args.reference, "source": ref_source, "summary": ref_summary}
-        if ref_source == "json" and not same_sets(ref_summary, cfg):
-            print(f"note: {args.reference} has other sets or noise than this evaluation: differences of means are n/a")
-
-    table = markdown_table(summary)
-    write_json(summary, out / "robustness.json")
-    write_csv(summary, out / "robustness.csv")
-    caption = f"{cfg.prompt.method} seed {cfg.seed} ({ckpt})" + (f" vs {args.reference}" if args.reference else "")
-    atomic_write_text(out / "robustness.md", f"Top-1 accuracy (%) of {caption}\n\n{table}")
-    print(table, end="")
-    print(f"wrote {out}/robustness.json, robustness.csv, robustness.md")
+    evaluation = evaluate_runs(entries, device, overrides, reference, show_progress=True)
+    summaries, test_images = evaluation.summaries, evaluation.images["test"]
+    ref_summary = summaries.pop() if source == "evaluated" else reference
+    for entry, summary, out in zip(entries, summaries, outs):
+        summary.update(method=entry.cfg.prompt.method, seed=entry.cfg.seed, run=str(entry.run_dir),
+                       checkpoint=str(entry.checkpoint), test_images=test_images)
+        if ref_summary is not None:
+            summary["reference"] = {"path": args.reference, "source": source, "summary": ref_summary}
+        caption = f"{entry.cfg.prompt.method} seed {entry.cfg.seed} ({entry.checkpoint})" + \
+            (f" vs {args.reference}" if args.reference else "")
+        print(write_robustness(summary, out, caption), end="")
+        print(f"wrote {out}/robustness.json, robustness.csv, robustness.md")
+    if source == "json" and not same_sets(ref_summary, cfg):
+        print(f"note: {args.reference} has other sets or noise than this evaluation: differences of means are n/a")
 
 
 if __name__ == "__main__":

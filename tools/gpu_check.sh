@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# GPU checks on a lent CUDA machine (written for the H200 device; ~5-6 minutes after start-up, never more than 8:
-# every stage's timeout is cut to what is left of an 8-minute budget, and a stage that no longer fits is skipped):
-#   1. the CuPy vs torch SFL identity test      (pytest tests/test_spiking.py -k cupy; skipped without CUDA)
-#   2. a spike_nvpt training smoke on CUDA      (tools/sfl_smoke.py: AMP bf16; the SFL ran in fp32 on the cupy backend auto chose)
-#   3. configs/dtd.yaml end to end              (tools/train.py: random-weight ViT-B/16, bf16 autocast, spike.backend=cupy,
-#                                                320 steps on 5,640 synthetic images in torchvision's DTD layout)
-#   4. the benchmark on configs/dtd.yaml        (ViT-B/16 224 px, random weights, batch 64) and on the demo ViT
-# Everything lands in $OUT: gpu_check.log, smoke.json, dtd_smoke.json and runs/ (the DTD run folder),
-# benchmark-dtd-cuda.json, benchmark-demo-cuda.json.
+# GPU checks on a lent CUDA machine (written for the H200 device): one prepared script of at most 10 minutes
+# (every stage's timeout is cut to what is left of a 9-minute budget, set-up included, and an optional stage
+# that no longer fits is skipped):
+#   1. CuPy itself, then the CuPy vs torch SFL identity test (pytest tests/test_spiking.py -k cupy; skipped without CUDA)
+#   2. a spike_nvpt training smoke on CUDA   (tools/sfl_smoke.py: AMP bf16; the SFL ran in fp32 on the cupy backend)
+#   3. train / eval throughput of ViT-B/16 in bf16 at 224 px (tools/benchmark.py configs/dtd.yaml, random weights,
+#      batch 64), with the benchmark's Spike-NVPT vs VPT targets
+#   4. the evaluation pipeline on CUDA       (tools/benchmark.py --eval --device cuda --eval-sets all: every corruption
+#      x severity and the default sigmas, on 224-px images decoded from 500x375 photograph-like JPEGs; the loader
+#      cached and uncached)
+#   5. a `make paper` smoke on tiny data     (tools/reproduce_paper.py on synthetic DTD, ViT-B/16 random weights,
+#      spike.backend=cupy, bf16, one worker per visible GPU, one shared evaluation pass)
+#   6. the figures: $OUT/gpu_check.json (copy it to docs/performance/gpu_check.json: nvpt/cost.py then uses the
+#      measured MFU and corruption cost instead of assumptions) and $OUT/performance_gpu.md (the fragment for
+#      docs/performance.md's GPU section)
+# Everything lands in $OUT: gpu_check.log, pytest_cupy.txt, smoke.json, benchmark-dtd-cuda.json, eval-cuda.json,
+# paper/ (the smoke's runs, journal and tables), gpu_check.json, performance_gpu.md.
 #
 # The device machine has no internet and its own python3 with torch, timm, CuPy, safetensors, pytest (see
 # /work/.library/device/KINDS.md), but no SpikingJelly: carry its wheel. Once, in the repo root here:
 #   echo /.whl/ >> .git/info/exclude
 #   .venv/bin/pip download spikingjelly==0.0.0.0.14 --no-deps -d .whl      # pure-Python wheel, 0.4 MB
-# then: device run(command="bash tools/gpu_check.sh", carry=[".whl"], timeout_s=480)
+# then: device run(command="bash tools/gpu_check.sh", carry=[".whl"], timeout_s=600)
 # Wheels of any other missing package can go into .whl too (NVPT_WHEELS=dir overrides the folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +30,7 @@ OUT=${OUT:-/tmp/nvpt-gpu-out}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 START=$SECONDS
-BUDGET=${NVPT_GPU_BUDGET_S:-480}  # the whole script, set-up included
+BUDGET=${NVPT_GPU_BUDGET_S:-540}  # the whole script, set-up included
 stage() { echo; echo "=== [$((SECONDS - START)) s] $*"; }
 left() { echo $((BUDGET - (SECONDS - START) - 5)); }
 # seconds a stage may take: its own cap, cut to what is left of the budget (at least 1: timeout 0 would mean none)
@@ -71,51 +79,64 @@ assert torch.cuda.is_available(), "torch sees no GPU"
 print("torch", torch.__version__, "| timm", timm.__version__, "| cupy", cupy.__version__, "| GPU", torch.cuda.get_device_name(0))
 EOF
 
-stage "1/4 CuPy vs torch Signal Filtering Layer (spikes identical, gradients close)"
-timeout "$(allow 180)" "$PY" -m pytest -q -p no:cacheprovider tests/test_spiking.py -k cupy -rA | tee "$OUT/pytest_cupy.txt"
+
+stage "1/6 CuPy, then the CuPy vs torch Signal Filtering Layer (spikes identical, gradients close)"
+"$PY" - <<'EOF'
+import cupy
+x = cupy.arange(1 << 20, dtype=cupy.float32)
+assert float((x * 2).sum()) == float(x.sum()) * 2, "a CuPy kernel computed a wrong sum"
+print("cupy", cupy.__version__, "devices", cupy.cuda.runtime.getDeviceCount(), "runtime", cupy.cuda.runtime.runtimeGetVersion())
+EOF
+timeout "$(allow 150)" "$PY" -m pytest -q -p no:cacheprovider tests/test_spiking.py -k cupy -rA | tee "$OUT/pytest_cupy.txt"
 grep -q "PASSED tests/test_spiking.py::test_cupy_and_torch_backends_agree" "$OUT/pytest_cupy.txt" \
     || { echo "the CuPy identity test did not run and pass (skipped?)"; exit 1; }
 
-stage "2/4 spike_nvpt training smoke on CUDA, AMP bf16"
+stage "2/6 spike_nvpt training smoke on CUDA, AMP bf16, SFL on the cupy backend"
 SMOKE_DIR=$(mktemp -d)
-timeout "$(allow 150)" "$PY" tools/sfl_smoke.py "$SMOKE_DIR" "$OUT/smoke.json" --device cuda --amp-dtype bfloat16
+timeout "$(allow 120)" "$PY" tools/sfl_smoke.py "$SMOKE_DIR" "$OUT/smoke.json" --device cuda --amp-dtype bfloat16
 
-stage "3/4 configs/dtd.yaml end to end: random-weight ViT-B/16, bf16, spike.backend=cupy, 320 steps, synthetic DTD"
-DTD_ROOT=$(mktemp -d)
-# the test suite's fixture writer: torchvision's DTD layout, 47 classes x 120 JPEGs, partition 1's lists
-"$PY" -c 'import sys; sys.path.insert(0, "tests"); from torchvision_layouts import write_dtd; write_dtd(sys.argv[1], size=96)' "$DTD_ROOT"
-# 1,000 training images (VTAB-1k) / batch 64 = 16 steps per epoch x 20 epochs; test: 1,880 images, clean + 2 noisy sets
-timeout "$(allow 240)" "$PY" tools/train.py configs/dtd.yaml data.root="$DTD_ROOT" model.pretrained=false \
-    train.device=cuda spike.backend=cupy train.amp=true train.amp_dtype=bfloat16 train.epochs=20 train.warmup_epochs=2 \
-    data.num_workers=8 eval.corruptions=[gaussian_noise] eval.severities=[3] eval.gaussian_std=[0.1] \
-    eval.corruption_table=imagenet output_dir="$OUT/runs"
-# spike.backend=cupy is refused before training unless the CuPy kernel is there, so finishing means it ran
-"$PY" - "$OUT/runs/dtd-spike_nvpt-s0" "$OUT/dtd_smoke.json" <<'CHECK'
-import json, math, statistics, sys
-from pathlib import Path
-run, report_path = Path(sys.argv[1]), Path(sys.argv[2])
-results = json.loads((run / "results.json").read_text())
-history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-report = {"images": results["images"], "epochs": len(history), "steps": 16 * len(history),
-          "median_epoch_s": statistics.median(h["epoch_time_s"] for h in history[2:]),
-          "train_loss": [h["train_loss"] for h in history], "firing_rate": [h.get("firing_rate") for h in history],
-          "clean": results["clean"], "mean_corrupted": results["mean_corrupted"], "eval_time_s": results["eval_time_s"]}
-report_path.write_text(json.dumps(report, indent=1) + "\n")
-print({k: v for k, v in report.items() if k not in ("train_loss", "firing_rate")})
-assert report["images"] == {"train": 1000, "val": 0, "test": 1880}, report["images"]
-assert report["epochs"] == 20 and all(math.isfinite(x) for x in report["train_loss"]), "a training loss is not finite"
-print(f"dtd smoke OK: {report['steps']} steps, median epoch {report['median_epoch_s']:.2f} s (16 steps of batch 64)")
-CHECK
-
-stage "4/4 benchmark: ViT-B/16 (configs/dtd.yaml, random weights), batch 64"
+stage "3/6 train / eval throughput: ViT-B/16 224 px bf16 (configs/dtd.yaml, random weights), batch 64"
 if fits 60; then
-    timeout "$(allow 180)" "$PY" tools/benchmark.py configs/dtd.yaml --device cuda --batch-size 64 --repeats 20 --warmup 5 \
-        --sfl-batches 1 8 64 --time-steps 4 8 --out "$OUT/benchmark-dtd-cuda.json"
+    timeout "$(allow 150)" "$PY" tools/benchmark.py configs/dtd.yaml --device cuda --batch-size 64 --repeats 10 \
+        --warmup 3 --sfl-batches 1 8 64 --time-steps 4 8 --out "$OUT/benchmark-dtd-cuda.json"
 fi
-stage "benchmark: demo ViT (configs/demo/spike_nvpt.yaml), batch 64"
-if fits 40; then
-    timeout "$(allow 90)" "$PY" tools/benchmark.py configs/demo/spike_nvpt.yaml --device cuda --batch-size 64 --repeats 20 \
-        --warmup 5 --out "$OUT/benchmark-demo-cuda.json"
+
+stage "4/6 evaluation pipeline on CUDA: every set on 224-px images from 500x375 JPEGs; the loader cached and uncached"
+if fits 60; then
+    timeout "$(allow 150)" "$PY" tools/benchmark.py --eval --device cuda --eval-sets all --eval-images 256 \
+        --forward-images 256 --loader-images 64 --repeats 3 --no-baseline --out "$OUT/eval-cuda.json"
 fi
+
+stage "5/6 make paper smoke: synthetic DTD, ViT-B/16 random weights, spike_nvpt (cupy) + vpt_deep, 2 epochs"
+if fits 90; then
+    DTD_ROOT=$(mktemp -d)
+    "$PY" -c 'import sys; sys.path.insert(0, "tests"); from torchvision_layouts import write_dtd; write_dtd(sys.argv[1], size=96, per_list=4)' "$DTD_ROOT"
+    timeout "$(allow 180)" "$PY" tools/reproduce_paper.py --tasks dtd --methods spike_nvpt vpt_deep --seeds 1 \
+        --out "$OUT/paper" data.root="$DTD_ROOT" data.vtab1k=false model.pretrained=false spike.backend=cupy \
+        train.device=cuda train.epochs=2 train.warmup_epochs=1 data.num_workers=8 "eval.severities=[3]" \
+        "eval.gaussian_std=[0.1]"
+    "$PY" - "$OUT/paper" <<'EOF'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+journal = [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
+runs = sorted(r for line in journal if line["unit"] == "train" for r in line["runs"])
+assert runs == ["dtd-spike_nvpt-s0", "dtd-vpt_deep-s0"], runs
+assert [line["unit"] for line in journal].count("eval") == 1 and (out / "results.md").is_file()
+print("make paper smoke OK:", [(line["unit"], line["seconds"]) for line in journal])
+EOF
+fi
+
+stage "6/6 figures: $OUT/gpu_check.json and $OUT/performance_gpu.md"
+"$PY" - "$OUT" <<'EOF'
+import json, sys
+from pathlib import Path
+from nvpt.benchmark_eval import gpu_figures
+out = Path(sys.argv[1])
+figures, fragment = gpu_figures(out)
+(out / "gpu_check.json").write_text(json.dumps(figures, indent=1) + "\n")
+(out / "performance_gpu.md").write_text(fragment)
+print(fragment)
+EOF
 
 stage "done in $((SECONDS - START)) s"

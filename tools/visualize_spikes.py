@@ -13,15 +13,15 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 import torch
-import yaml
 
 from nvpt.cli import parser, run_main
 from nvpt.config import Config, load_config
-from nvpt.engine.restore import BEST, LAST, load_run, locate
+from nvpt.engine.restore import load_run, locate
 from nvpt.errors import NVPTError
 from nvpt.outputs import check_output_folder
 from nvpt.robustness.corruptions import check_versions
-from nvpt.robustness.schema import read_summary
+from nvpt.robustness.runs import checkpoint_time, latest_run, read_config, setting, siblings
+from nvpt.viz.curves import read_results
 
 DEMO_CONFIG = _bootstrap.ROOT / "configs" / "demo" / "spike_nvpt.yaml"
 DEMO_BACKBONE = _bootstrap.ROOT / "nvpt" / "assets" / "demo_backbone.safetensors"
@@ -34,43 +34,6 @@ class SpikeSource:
     vpt_bound: float  # VPT's init bound for this backbone
     run_dir: Path | None  # None: the demo model
     description: str  # what the figures show, for the titles and the console
-
-
-def read_config(run_dir: Path) -> dict:
-    """The run's config.yaml as a plain dict ({} when missing or unreadable)."""
-    try:
-        tree = yaml.safe_load((run_dir / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return tree if isinstance(tree, dict) else {}
-
-
-def setting(tree: dict, section: str, key: str):
-    value = tree.get(section)
-    return value.get(key) if isinstance(value, dict) else None
-
-
-def checkpoint_time(run_dir: Path) -> float | None:
-    """Modification time of the run's newest checkpoint, None without one."""
-    times = [(run_dir / name).stat().st_mtime for name in (BEST, LAST) if (run_dir / name).is_file()]
-    return max(times) if times else None
-
-
-def latest_spike_run(root: Path) -> Path | None:
-    """The spike_nvpt run folder under `root` (at any depth) with the most recent checkpoint."""
-    if not root.is_dir():
-        return None
-    runs = [c.parent for c in root.rglob("config.yaml")
-            if setting(read_config(c.parent), "prompt", "method") == "spike_nvpt" and checkpoint_time(c.parent)]
-    return max(runs, key=checkpoint_time, default=None)
-
-
-def siblings(run_dir: Path) -> list[Path]:
-    """Run folders next to `run_dir` (itself included) trained on the same data set."""
-    own = read_config(run_dir)
-    same_data = (setting(own, "data", "name"), setting(own, "data", "task"))
-    return sorted(d for d in run_dir.parent.iterdir() if d.is_dir() and (d / "config.yaml").is_file()
-                  and (setting(read_config(d), "data", "name"), setting(read_config(d), "data", "task")) == same_data)
 
 
 def load_spike_run(path: Path) -> SpikeSource:
@@ -120,23 +83,8 @@ def vpt_reference(source: SpikeSource, seed: int) -> tuple[torch.Tensor, str]:
     return tokens, f"VPT's init U(\u00b1{source.vpt_bound:.3g}), no vpt_deep run of this shape found"
 
 
-def read_results(path: Path) -> tuple[str, dict]:
-    """(run name, results.json summary with its method) of a run folder or a results.json file."""
-    from nvpt.viz.curves import accuracy_curves
-
-    file = path / "results.json" if path.is_dir() else path
-    if not file.is_file():
-        raise NVPTError(f"{path} has no results.json: the run has not finished its final evaluation "
-                        "(--runs takes finished run folders)")
-    summary = read_summary(file, "--runs takes run folders that tools/train.py finished")
-    try:
-        accuracy_curves(summary)  # a malformed summary fails now, before any figure
-    except NVPTError as exc:
-        raise NVPTError(f"{file}: {exc}") from None
-    summary.setdefault("method", setting(read_config(file.parent), "prompt", "method"))
-    return file.parent.name, summary
-
-
+from nvpt.outputs import check_output_folder
+from nvpt.robustness.corruptions import check_versions
 def default_curve_runs(source: SpikeSource) -> list[Path]:
     """The spike_nvpt run and its siblings on the same data set, those with results.json."""
     if source.run_dir is None:
@@ -173,7 +121,7 @@ def main(argv):
     if args.run:
         source = load_spike_run(Path(args.run))
     else:
-        latest = latest_spike_run(Path(args.runs_root))
+        latest = latest_run(Path(args.runs_root), "spike_nvpt")
         if latest is None:
             print(f"no trained spike_nvpt run under {args.runs_root}/ (train one with `make demo`); "
                   "showing the demo model instead")

@@ -97,3 +97,23 @@ def plot_accuracy_vs_noise(results: dict[str, dict], out_prefix: str | Path, tit
     axes[0].legend(fontsize=8, loc="best")
     fig.suptitle("Accuracy vs noise level" + (f"\n{title}" if title else ""), fontsize=12)
     return save_figure(fig, out_prefix)
+
+
+def read_results(path: str | Path) -> tuple[str, dict]:
+    """(run name, results.json summary with its method) of a run folder or a results.json file, checked for the
+    curves: a malformed summary fails here, before any figure."""
+    from nvpt.robustness.runs import read_config, setting
+    from nvpt.robustness.schema import read_summary
+
+    path = Path(path)
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise NVPTError(f"{path} has no results.json: the run has not finished its final evaluation "
+                        "(--runs takes finished run folders)")
+    summary = read_summary(file, "--runs takes run folders that tools/train.py finished")
+    try:
+        accuracy_curves(summary)
+    except NVPTError as exc:
+        raise NVPTError(f"{file}: {exc}") from None
+    summary.setdefault("method", setting(read_config(file.parent), "prompt", "method"))
+    return file.parent.name, summary
