@@ -27,7 +27,7 @@ import yaml
 
 from nvpt.comparison import Job, check_methods, plan_comparison, run_comparison, run_job
 from nvpt.config import Config, load_config
-from nvpt.cost import Assumptions, run_cost
+from nvpt.cost import Assumptions, describe, run_cost
 from nvpt.engine.checkpoint import atomic_write_text
 from nvpt.engine.plan import epochs_done, plan_run
 from nvpt.errors import NVPTError
@@ -245,7 +245,7 @@ def reproduce_benchmark(benchmark: str, methods: list[str], seeds: int, override
         log(f"The {benchmark} benchmark: {', '.join(methods)} on {len(plans)} tasks; per task and method a grid on "
             f"the validation split, then seeds 0..{seeds - 1} with the chosen values; runs in {out}")
         log(table.rstrip("\n"))
-        log(f"Estimated GPU time still to spend: {total / 3600:.1f} h ({assume.describe()})")
+        log(f"Estimated time still to spend: {total / 3600:.1f} h on one GPU. From these figures:\n" + describe(assume))
         if estimate_only:
             return None
         for p in plans:

@@ -151,7 +151,7 @@ def test_estimate_only_prints_the_whole_plan_with_the_grid(tmp_path, monkeypatch
     for task in ISSUE_TASKS + list(FGVC):
         assert f"| {task} | " in out
     assert "| kitti | Structured | 0 / 100 | — | 0 / 12 |" in out and "| cub | FGVC | 0 / 100 | — | 0 / 12 |" in out
-    assert f"total ({24 * (100 + 12)} runs)" in out and "Estimated GPU time still to spend" in out
+    assert f"total ({24 * (100 + 12)} runs)" in out and "Estimated time still to spend" in out and "checkpoint writes" in out
     assert not (tmp_path / "b").exists()
     for args, message in ((["--benchmark", "vtab", "--tasks", "cub"], "unknown task 'cub' for --benchmark vtab"),
                           (["--benchmark", "vtab", "--grid-lrs", "-1"], "learning rates > 0"),
@@ -169,7 +169,7 @@ def test_benchmark_end_to_end_chooses_on_val_and_writes_the_tables(data_root, tm
             "--grid-lrs", "0.5", "0.01", "--grid-wds", "0", "--out", out, f"data.root={data_root}", *QUICK]
     rc, first, err = run_paper(monkeypatch, capsys, *args)
     assert rc == 0, err
-    assert first.index("Estimated GPU time") < first.index("training")
+    assert first.index("Estimated time still to spend") < first.index("training")
     assert "linear: base_lr {0.5, 0.01} x weight_decay {0} = 2 runs" in first
     assert "| dtd | Natural | 0 / 4 | — | 0 / 4 |" in first
 
