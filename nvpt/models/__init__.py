@@ -28,13 +28,13 @@ def build_model(cfg, deployed: bool = False) -> PromptedViT:
     if cfg.model.num_classes is None:
         raise NVPTError("config key 'model.num_classes' is null; set it (tools/train.py takes it from the dataset)")
     backbone = create_backbone(cfg)
-    if cfg.prompt.method in PEFT_METHODS:  # bitfit, adapter, lora, ssf: no prompts (nvpt/models/peft_vit.py)
-        return build_peft_model(cfg, backbone)
     method, length = cfg.prompt.method, cfg.prompt.length
+    if isinstance(backbone, SwinTransformer) and method not in SWIN_METHODS:  # the PEFT baselines are ViT-only
+        raise NVPTError(f"prompt.method={method} does not run on Swin ('{cfg.model.name}'); "
+                        f"Swin takes {', '.join(SWIN_METHODS)}")
+    if method in PEFT_METHODS:  # bitfit, adapter, lora, ssf: no prompts (nvpt/models/peft_vit.py)
+        return build_peft_model(cfg, backbone)
     if isinstance(backbone, SwinTransformer):  # prompts [R, P, G]: rows of G channels per block (prompted_swin)
-        if method not in SWIN_METHODS:
-            raise NVPTError(f"prompt.method={method} does not run on Swin ('{cfg.model.name}'); "
-                            f"Swin takes {', '.join(SWIN_METHODS)}")
         wrapper, dim, rows = PromptedSwin, prompt_grid(backbone)[0], functools.partial(prompt_rows, backbone)
     else:  # prompts [L, P, D]: L = depth (deep) or 1
         wrapper, dim = PromptedViT, backbone.embed_dim
