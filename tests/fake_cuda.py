@@ -56,7 +56,9 @@ class CPUWork(TorchDispatchMode):
 def fake_cuda(limit: int | None = None):
     """Inside: tensors made with device='cuda' are fake CUDA tensors. Yields a CPUWork recorder
     (limit None: records nothing)."""
-    with FakeTensorMode(allow_non_fake_inputs=True):
+    # TorchScript functions (SpikingJelly's IF kernels) called in the mode would otherwise be profiled and
+    # specialised for CUDA, and their next real CPU call, in a later test, would try to load libcuda
+    with torch.jit.optimized_execution(False), FakeTensorMode(allow_non_fake_inputs=True):
         recorder = CPUWork(limit if limit is not None else 2 ** 62)
         with recorder:
             yield recorder
