@@ -80,6 +80,26 @@ def test_one_eval_forward_of_each_method_on_a_fake_cuda_device(method, make_cfg)
     assert not cpu_work.hits, cpu_work.hits[:5]
 
 
+def test_the_evaluation_pass_runs_on_a_fake_cuda_device(make_cfg):
+    """The hot path of every evaluation (nvpt.robustness.evaluate.count_correct: move, uint8 -> float, corrupt,
+    normalise, classify, count) on a fake CUDA device: no device mismatch, no host read, no image-sized CPU work."""
+    from nvpt.engine.loop import Normalize
+    from nvpt.models import build_model
+    from nvpt.robustness.evaluate import Scorer, count_correct
+
+    model = build_model(make_cfg("prompt.method=spike_nvpt")).eval().deploy()  # runs are evaluated deployed
+    sets = [("gaussian_noise", 3, None), ("spatter", 2, None), ("gaussian", None, 0.1)]
+    with fake_cuda(limit=SIZE * SIZE) as cpu_work:
+        cpu_work.active = False
+        scorer = Scorer(model.to("cuda"), Normalize([0.5] * 3, [0.5] * 3).to("cuda"))  # the one upload
+        loader = [(torch.zeros(2, 3, SIZE, SIZE, dtype=torch.uint8), torch.tensor([0, 1]), torch.tensor([4, 5]))]
+        cpu_work.active = True  # a loader batch arrives on the host as uint8; everything after is on the device
+        correct, seen = count_correct([scorer], loader, torch.device("cuda"), sets, 0, "cifar")
+    assert correct.shape == (1, 4) and correct.device.type == "cuda" and seen == 2
+    upload = ("prim.device.default in cpu", "aten._to_copy.default in cpu")  # the uint8 batch's one move to the device
+    assert [h for h in cpu_work.hits if not h.startswith(upload)] == [], cpu_work.hits[:5]
+
+
 # ----------------------------------------------------------------------------- batch independence
 
 @pytest.mark.parametrize("name,sigma", SETS)

@@ -37,18 +37,15 @@ def robustness_sets(eval_cfg) -> list[tuple[str, int | None, float | None]]:
 
 
 @torch.no_grad()
-def score_sets(scorers: list[Scorer], loader, device: torch.device, sets, seed: int, table: str,
-               show_progress: bool = False, corrupt_fn: Callable = corrupt) -> list[dict[str, float]]:
-    """Top-1 accuracy (%) of every scorer on the clean set (key 'clean') and every (name, severity, sigma) set.
-
-    Loader items: (images [B,C,H,W] in [0,1], labels, sample ids). Each batch is moved to the device once and
-    corrupted once per set; counts are summed over DDP ranks, so every rank returns the global accuracies."""
+def count_correct(scorers: list[Scorer], loader, device: torch.device, sets, seed: int, table: str,
+                  show_progress: bool = False, corrupt_fn: Callable = corrupt) -> tuple[torch.Tensor, int]:
+    """(correct [scorers, 1 + sets] int64 on `device`, images seen): the per-batch loop of score_sets, with no host
+    read. Each batch is moved to the device once and corrupted once per set; every scorer classifies it."""
     for s in scorers:
         s.model.eval()
-    keys = ["clean"] + [set_key(*s) for s in sets]
-    correct = torch.zeros(len(scorers), len(keys), dtype=torch.int64, device=device)  # on the device: no host read
+    correct = torch.zeros(len(scorers), 1 + len(sets), dtype=torch.int64, device=device)
     seen = 0
-    for images, labels, ids in progress(loader, show_progress, desc=f"{len(keys)} sets x {len(scorers)} model(s)"):
+    for images, labels, ids in progress(loader, show_progress, desc=f"{1 + len(sets)} sets x {len(scorers)} model(s)"):
         images = unit_float(images.to(device, non_blocking=True))  # a decoded-once set's uint8 -> ToTensor's floats
         labels = labels.to(device, non_blocking=True)
         for k, spec in enumerate([None] + list(sets)):
@@ -59,7 +56,19 @@ def score_sets(scorers: list[Scorer], loader, device: torch.device, sets, seed: 
                     logits = s.model(s.normalize(batch)).float()
                 correct[i, k] += (logits.argmax(1) == labels).sum()
         seen += labels.shape[0]
-    totals = all_reduce_sum([float(c) for c in correct.flatten().tolist()] + [float(seen)], device)
+    return correct, seen
+
+
+def score_sets(scorers: list[Scorer], loader, device: torch.device, sets, seed: int, table: str,
+               show_progress: bool = False, corrupt_fn: Callable = corrupt) -> list[dict[str, float]]:
+    """Top-1 accuracy (%) of every scorer on the clean set (key 'clean') and every (name, severity, sigma) set.
+
+    Loader items: (images [B,C,H,W] in [0,1], labels, sample ids). The counts stay on the device during the pass
+    (count_correct) and are read once at its end, summed over DDP ranks, so every rank returns the global
+    accuracies."""
+    keys = ["clean"] + [set_key(*s) for s in sets]
+    correct, seen = count_correct(scorers, loader, device, sets, seed, table, show_progress, corrupt_fn)
+    totals = all_reduce_sum([float(c) for c in correct.flatten().tolist()] + [float(seen)], device)  # one host read
     seen = totals[-1]
     return [{key: 100.0 * totals[i * len(keys) + k] / max(seen, 1) for k, key in enumerate(keys)}
             for i in range(len(scorers))]
