@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 from pathlib import Path
 from typing import Callable
 
