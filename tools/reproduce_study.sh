@@ -7,6 +7,7 @@
 #   bash tools/reproduce_study.sh matched             # post hoc: both methods at 32 tokens, grayscale and colour
 #   bash tools/reproduce_study.sh peft-select [METHOD...]  # issue 21: the PEFT baselines' recipes on validation
 #   bash tools/reproduce_study.sh peft-final          # issue 21: every method, test split, 5 seeds, full suite
+#     (ONLY="m ..." first trains a subset, e.g. on a second core; the table and figure go to docs/results/peft/)
 # Issue 22, accuracy-robustness fronts (docs/protocol.md, "Fronts"; run in this order):
 #   bash tools/reproduce_study.sh fronts              # both methods, lr x {8, 32} tokens x 3 seeds, validation
 #   bash tools/reproduce_study.sh fronts-final        # the pre-registered final: 5 seeds, test split
@@ -16,7 +17,8 @@
 # cases write docs/results/study/fronts*.md, probe64.md and the figures themselves.
 # Environment (defaults in brackets; the plumbing test shrinks everything with them): PY [.venv/bin/python],
 # OUT [runs/study], DOCS [docs/results/study], LRS [0.25 0.5 1 2 4], LRS64 [0.25 1 4], SEEDS [3], FINAL_SEEDS [5],
-# ARGS [extra key=value overrides for every run of the fronts' cases], FRONTS_CFG, FRONTS64_CFG [the task configs].
+# ARGS [extra key=value overrides for every run of the fronts' cases], FRONTS_CFG, FRONTS64_CFG [the task configs],
+# FRONTS_METHODS [sweep only these methods' points and write no table: e.g. one method per core, then the full call].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -48,8 +50,9 @@ matched() {  # config runs-dir out-dir: both methods with Spike-NVPT's chosen re
 }
 
 sweep_fronts() {  # config "lrs" "lengths" name title: both methods, validation split -> $OUT/<name>, $DOCS/<name>.md/.png
-  $PY tools/fronts.py sweep $1 train.threads=1 eval.split=val $ARGS --methods vpt_deep spike_nvpt \
+  $PY tools/fronts.py sweep $1 train.threads=1 eval.split=val $ARGS --methods ${FRONTS_METHODS:-vpt_deep spike_nvpt} \
       --lrs $2 --lengths $3 --seeds $SEEDS --out $OUT/$4
+  [ -n "${FRONTS_METHODS:-}" ] && return 0  # one method's points only (a second core); the full call writes the table
   mkdir -p $DOCS
   $PY tools/fronts.py table $OUT/$4/*/*/comparison.json --out $DOCS/$4 --title "$5"
 }
@@ -66,6 +69,7 @@ PEFT_OUT=${PEFT_OUT:-$OUT/peft}
 RECIPES=${RECIPES:-configs/experiments/peft_recipes}  # the chosen recipes, one YAML per method (commit them)
 read -r E1 E2 <<< "${EPOCHS:-24 48}"
 EXTRA=${EXTRA:-}
+PEFT_DOCS=${PEFT_DOCS:-docs/results/peft}  # the tables and the figure of docs/results.md
 
 peft_point() {  # method lr epochs -> $PEFT_OUT/<method>/lr<lr>-e<epochs>/comparison.json (3 seeds, validation)
   local dir=$PEFT_OUT/$1/lr$2-e$3
@@ -99,24 +103,43 @@ case "${1:-}" in
       peft_point $m $lr $E2
       b=$(peft_best $m); lr=${b#lr}; lr=${lr%%-*}; e=${b#*-e}
       $PY tools/sweep_table.py $PEFT_OUT/$m/*/comparison.json --by clean --out $PEFT_OUT/$m/sweep.md
+      # every point for docs/results.md, the diverged ones too (no score)
+      mkdir -p $PEFT_DOCS
+      { cat $PEFT_OUT/$m/sweep.md
+        for f in $PEFT_OUT/$m/*/failed; do
+          [ -f $f ] && p=${f%/failed} && echo "| ${p##*/} | $m | — | diverged (non-finite loss), no score | — |"
+        done; } > $PEFT_DOCS/select_$m.md
       mkdir -p $RECIPES
       base=$($PY -c "import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))" \
              "${FINAL_CFG:-configs/experiments/peft.yaml}" "$RECIPES")
       printf '%s\n' "# $m's recipe for the PEFT comparison, chosen on the validation split by" \
-        "# bash tools/reproduce_study.sh peft-select $m (points: $PEFT_OUT/$m/sweep.md; docs/protocol.md)." \
+        "# bash tools/reproduce_study.sh peft-select $m (points: $PEFT_DOCS/select_$m.md; docs/protocol.md)." \
         "_base_: $base" "prompt:" "  method: $m" "train:" "  base_lr: $lr" "  epochs: $e" > $RECIPES/$m.yaml
       echo "best point of $m: $b -> $RECIPES/$m.yaml"
     done
     ;;
   peft-final)
     for m in $PEFT; do
-      [ -f $RECIPES/$m.yaml ] || { echo "error: no $RECIPES/$m.yaml: run 'bash tools/reproduce_study.sh peft-select' first" >&2; exit 2; }
+      [ -n "${ONLY:-}" ] || [ -f $RECIPES/$m.yaml ] || { echo "error: no $RECIPES/$m.yaml: run 'bash tools/reproduce_study.sh peft-select' first" >&2; exit 2; }
     done
     # once, on the test split, 5 seeds: the prompt methods with their recipes (peft_<method>.yaml), linear and
     # vpt_shallow on the demo recipe, full with its own, the four baselines with theirs (labelled by file name)
+    # ONLY="m1 m2 ..." trains and scores just those entries (names or recipe paths as below) into a scratch folder,
+    # e.g. in a second shell to use a second core; the full call then reuses their finished runs.
     F=${FINAL_CFG:-configs/experiments/peft.yaml}
+    ALL="spike_nvpt vpt_deep vpt_shallow linear full $(for m in $PEFT; do echo $RECIPES/$m.yaml; done)"
+    FINAL_OUT=${FINAL_OUT:-runs/experiments/peft/compare-peft}
+    if [ -n "${ONLY:-}" ]; then
+      set -- $ONLY
+      $PY tools/compare.py $F train.threads=1 $EXTRA --seeds ${FINAL_SEEDS:-5} --reference $(basename ${1%.yaml}) \
+          --out $FINAL_OUT-part-$(echo "$ONLY" | tr -c 'a-z0-9_\n' _ | head -c 60) --methods $ONLY
+      exit 0
+    fi
     $PY tools/compare.py $F train.threads=1 $EXTRA --seeds ${FINAL_SEEDS:-5} --reference vpt_deep \
-        --methods spike_nvpt vpt_deep vpt_shallow linear full $(for m in $PEFT; do echo $RECIPES/$m.yaml; done)
+        --out $FINAL_OUT --methods $ALL
+    # the table and the figure of docs/results.md
+    mkdir -p $PEFT_DOCS
+    cp $FINAL_OUT/comparison.md $FINAL_OUT/accuracy_robustness.png $PEFT_DOCS/
     ;;
 
   recipe)
