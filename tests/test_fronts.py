@@ -175,8 +175,14 @@ def study(case: str, tmp_path: Path, **env) -> subprocess.CompletedProcess:
 
 
 def test_reproduce_study_fronts_and_the_final(tmp_path):
+    # one method's points first (as on a second core): no table yet; the full call then trains only the other
+    part = study("fronts", tmp_path, FRONTS_METHODS="vpt_deep")
+    assert part.returncode == 0, part.stderr[-2000:]
+    assert len(list((tmp_path / "runs" / "fronts").glob("*/*/comparison.json"))) == 4
+    assert not (tmp_path / "runs" / "fronts" / "spike_nvpt").exists() and not (tmp_path / "docs" / "fronts.md").exists()
     done = study("fronts", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count(": done") == 4  # vpt_deep's points are reused
     points = sorted(p.relative_to(tmp_path / "runs" / "fronts").parent.as_posix()
                     for p in (tmp_path / "runs" / "fronts").glob("*/*/comparison.json"))
     assert points == [f"{m}/lr{lr}-p{n}" for m in ("spike_nvpt", "vpt_deep") for lr in (1, 2) for n in (32, 8)]

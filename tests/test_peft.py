@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from conftest import TINY, tiny_cfg
 from nvpt.engine.checkpoint import checkpoint_state, model_identity, read_checkpoint, save_checkpoint
@@ -275,3 +276,40 @@ def test_a_methods_own_keys_matter_to_that_method_only():
     assert config_differences(tiny_cfg("prompt.method=vpt_deep", "adapter.bottleneck=16", "lora.rank=2"), saved) == []
     lora = tiny_cfg("prompt.method=lora", "lora.rank=4")
     assert config_differences(tiny_cfg("prompt.method=lora", "lora.rank=2", "adapter.bottleneck=16"), lora) == ["lora.rank"]
+
+
+# ----------------------------------------------------------------------------- tools/reproduce_study.sh plumbing
+
+# the comparison's task shrunk to a few seconds a run (20 training images, one step, two noisy sets), in tmp_path
+TINY_STUDY = ("train.warmup_epochs=0 train.max_steps_per_epoch=1 data.train_per_class=1 data.val_per_class=2 "
+              "data.test_per_class=2 eval.corruptions=[gaussian_noise] eval.severities=[1] eval.gaussian_std=[0.1]")
+
+
+def peft_study(case: str, tmp_path: Path, *args: str, **env) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PY": sys.executable, "PEFT_OUT": str(tmp_path / "select"), "RECIPES": str(tmp_path / "recipes"),
+            "PEFT_DOCS": str(tmp_path / "docs"), "FINAL_OUT": str(tmp_path / "final"), "SEL_SEEDS": "1",
+            "FINAL_SEEDS": "1", "EPOCHS": "1 2", "EXTRA": f"{TINY_STUDY} output_dir={tmp_path / 'runs'}", **env}
+    return subprocess.run(["bash", str(ROOT / "tools" / "reproduce_study.sh"), case, *args], env=full,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_reproduce_study_peft_select_and_a_part_of_the_final(tmp_path):
+    done = peft_study("peft-select", tmp_path, "bitfit")
+    assert done.returncode == 0, done.stderr[-2000:]
+    points = sorted(p.parent.name for p in (tmp_path / "select" / "bitfit").glob("*/comparison.json"))
+    assert {"lr0.0625-e1", "lr0.25-e1", "lr1-e1"} <= set(points) and len(points) in (4, 5)
+    recipe = yaml.safe_load((tmp_path / "recipes" / "bitfit.yaml").read_text())
+    assert recipe["prompt"]["method"] == "bitfit" and f"lr{recipe['train']['base_lr']}-e{recipe['train']['epochs']}" in points
+    shown = (tmp_path / "docs" / "select_bitfit.md").read_text()
+    assert all(f"| {p} |" in shown or f"| **{p}** |" in shown for p in points)
+    # the full final refuses to start without every baseline's recipe, in one line, before anything trains
+    refused = peft_study("peft-final", tmp_path)
+    assert refused.returncode == 2 and "error: no " in refused.stderr and "peft-select" in refused.stderr
+    assert not (tmp_path / "runs").exists()
+    # a part (as on a second core): its runs, on the test split, that the full call reuses
+    part = peft_study("peft-final", tmp_path, ONLY=f"linear {tmp_path / 'recipes' / 'bitfit.yaml'}")
+    assert part.returncode == 0, part.stderr[-2000:]
+    runs = sorted(p.parent.name for p in (tmp_path / "runs").glob("*/results.json"))
+    assert runs == ["peft-bitfit-s0", "peft-linear-s0"]
+    assert json.loads((tmp_path / "runs" / "peft-bitfit-s0" / "results.json").read_text())["split"] == "test"
+    assert not (tmp_path / "docs" / "comparison.md").exists()

@@ -137,9 +137,11 @@ case "${1:-}" in
     fi
     $PY tools/compare.py $F train.threads=1 $EXTRA --seeds ${FINAL_SEEDS:-5} --reference vpt_deep \
         --out $FINAL_OUT --methods $ALL
-    # the table and the figure of docs/results.md
+    # the table and the figure of docs/results.md, and the protocol's verdict: Spike-NVPT's rank and paired gains,
+    # the most robust method per trainable parameter, every method's deployed FLOPs
     mkdir -p $PEFT_DOCS
     cp $FINAL_OUT/comparison.md $FINAL_OUT/accuracy_robustness.png $PEFT_DOCS/
+    $PY tools/standing.py $FINAL_OUT/comparison.json --method spike_nvpt --out $PEFT_DOCS/standing.md
     ;;
 
   recipe)
