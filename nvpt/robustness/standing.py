@@ -8,7 +8,7 @@ comparison (issue 21). Pure functions on a tools/compare.py comparison.json (no 
 - **Gains**: the method's clean and mCA gains over each other method, paired by seed (the t interval of
   nvpt.robustness.report.paired_gain); "ahead" or "behind" only where the 95% interval excludes 0, else "level".
 - **Most robust per parameter**: the upper-left frontier of (trainable parameters, mean mCA) keeps a method unless
-  another has more mean mCA with no more trainable parameters; among the frontier methods whose mean mCA reaches
+  another has more mean mCA with fewer trainable parameters (the protocol's words); among the frontier methods whose mean mCA reaches
   the lower end of the 95% interval of the highest mean mCA, the one with the fewest trainable parameters.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ def standing(comp: dict, params: dict[str, int | None], method: str) -> dict:
             gains[other] = {"clean": clean, "mca": mca, "word_clean": verdict_word(clean), "word_mca": verdict_word(mca)}
     counted = [m for m in methods if params.get(m) is not None]
     frontier = sorted((m for m in counted
-                       if not any(params[o] <= params[m] and _mean(comp, o) > _mean(comp, m) for o in counted if o != m)),
+                       if not any(params[o] < params[m] and _mean(comp, o) > _mean(comp, m) for o in counted if o != m)),
                       key=lambda m: params[m])
     pick = None
     if frontier:
