@@ -8,8 +8,9 @@ comparison (issue 21). Pure functions on a tools/compare.py comparison.json (no 
 - **Gains**: the method's clean and mCA gains over each other method, paired by seed (the t interval of
   nvpt.robustness.report.paired_gain); "ahead" or "behind" only where the 95% interval excludes 0, else "level".
 - **Most robust per parameter**: the upper-left frontier of (trainable parameters, mean mCA) keeps a method unless
-  another has more mean mCA with fewer trainable parameters (the protocol's words); among the frontier methods whose mean mCA reaches
-  the lower end of the 95% interval of the highest mean mCA, the one with the fewest trainable parameters.
+  another has more mean mCA with fewer trainable parameters (the protocol's words); among the frontier methods
+  whose mean mCA reaches the lower end of the 95% interval of the highest mean mCA, the one with the fewest
+  trainable parameters.
 """
 from __future__ import annotations
 
