@@ -119,8 +119,8 @@ case "${1:-}" in
     done
     ;;
   peft-final)
-    for m in $PEFT; do
-      [ -n "${ONLY:-}" ] || [ -f $RECIPES/$m.yaml ] || { echo "error: no $RECIPES/$m.yaml: run 'bash tools/reproduce_study.sh peft-select' first" >&2; exit 2; }
+    [ -n "${ONLY:-}" ] || for m in $PEFT; do  # a part (ONLY) may run before every recipe is chosen
+      [ -f $RECIPES/$m.yaml ] || { echo "error: no $RECIPES/$m.yaml: run 'bash tools/reproduce_study.sh peft-select' first" >&2; exit 2; }
     done
     # once, on the test split, 5 seeds: the prompt methods with their recipes (peft_<method>.yaml), linear and
     # vpt_shallow on the demo recipe, full with its own, the four baselines with theirs (labelled by file name)

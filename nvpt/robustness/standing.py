@@ -15,7 +15,7 @@ comparison (issue 21). Pure functions on a tools/compare.py comparison.json (no 
 from __future__ import annotations
 
 from nvpt.errors import NVPTError
-from nvpt.robustness.compare import CLEAN, MEAN, excludes_zero
+from nvpt.robustness.compare import CLEAN, MEAN, _cell, excludes_zero
 from nvpt.robustness.report import paired_gain
 
 
@@ -60,20 +60,13 @@ def standing(comp: dict, params: dict[str, int | None], method: str) -> dict:
             "gains": gains, "frontier": frontier, "pick": pick}
 
 
-def _stat(stat: dict, signed: bool = True) -> str:
-    f = "+.2f" if signed else ".2f"
-    if stat["ci95_low"] is None:
-        return format(stat["mean"], f)
-    return f"{stat['mean']:{f}} [{stat['ci95_low']:{f}}, {stat['ci95_high']:{f}}]"
-
-
 def standing_markdown(st: dict, comp: dict, params: dict[str, int | None], flops: dict[str, float] | None = None) -> str:
     """The rank table (every method by mCA, its trainable parameters and deployed FLOPs), the paired gains of
     st's method over each other method, the frontier and the pick, as markdown."""
     flops = flops or {}
     bare = flops.get("linear")
     seeds = len(comp["seeds"])
-    lines = [f"# Where {st['method']} stands ({seeds} seeds, paired by seed; 95% Student-t intervals)", "",
+    lines = [f"# Where {st['method']} stands ({seeds} seeds, paired by seed; mean ± std [95% Student-t interval])", "",
              f"**Rank by mCA: {st['rank']} of {st['of']}.**", "",
              "| rank | method | trainable parameters | deployed GFLOPs / image | clean | mCA | frontier |",
              "|---:|---|---:|---:|---:|---:|:---:|"]
@@ -82,13 +75,13 @@ def standing_markdown(st: dict, comp: dict, params: dict[str, int | None], flops
         g = flops.get(m)
         cost = "n/a" if g is None else f"{g / 1e9:.4f}" + (f" ({g / bare:.2f}× linear)" if bare else "")
         lines.append(f"| {i} | {m} | {f'{n:,}' if n is not None else 'n/a'} | {cost} | "
-                     f"{_stat(comp['accuracy'][m][CLEAN], False)} | {_stat(comp['accuracy'][m][MEAN], False)} | "
+                     f"{_cell(comp['accuracy'][m][CLEAN])} | {_cell(comp['accuracy'][m][MEAN])} | "
                      f"{'yes' if m in st['frontier'] else ''} |")
     lines += ["", f"{st['method']} − each method (clean and mCA gains paired by seed; ahead/behind only where the "
               "interval excludes 0):", "",
               "| other method | clean gain | | mCA gain | |", "|---|---:|---|---:|---|"]
     for other, g in st["gains"].items():
-        lines.append(f"| {other} | {_stat(g['clean'])} | {g['word_clean']} | {_stat(g['mca'])} | {g['word_mca']} |")
+        lines.append(f"| {other} | {_cell(g['clean'], True)} | {g['word_clean']} | {_cell(g['mca'], True)} | {g['word_mca']} |")
     lines += ["", "Upper-left frontier of (trainable parameters, mCA): "
               + (", ".join(st["frontier"]) if st["frontier"] else "none (no trainable-parameter counts)") + "."]
     if st["pick"]:
