@@ -239,12 +239,13 @@ def run_sweep(config: str | Path, overrides: list[str], methods: list[str], lrs:
 
 def run_final(config: str | Path, overrides: list[str], settings: list[dict], target: float, lengths: list[int],
               lrs: list[str], seeds: int, out: str | Path, methods: tuple[str, ...] = ("vpt_deep", "spike_nvpt"),
-              reuse: bool = True, log: Callable[[str], None] = print) -> str:
+              reuse: bool = True, log: Callable[[str], None] = print) -> str | None:
     """The pre-registered final of the fronts (docs/protocol.md): per prompt length, each method at the sweep setting
     picked by nvpt.robustness.fronts.pick_setting, written as a variant config <out>/p<length>/<method>.yaml (the
     record of the choice), then run_comparison of the variants (reference: the first method) into <out>/p<length>.
     The sweep must hold every method x length x lr in `lrs`. Every length is planned before the first run trains.
-    Returns final_markdown(...)."""
+    Returns final_markdown(...). With one method (a part, e.g. on a second core) its runs are only trained or
+    resumed, and None is returned: the call with both methods then reuses them and writes the comparison."""
     from nvpt.robustness.fronts import final_markdown, lr_label, pick_setting
 
     swept = [o for o in overrides if o.split("=", 1)[0].strip() in SWEPT_KEYS]
@@ -278,5 +279,14 @@ def run_final(config: str | Path, overrides: list[str], settings: list[dict], ta
     comps = {}
     for length, folder, point, variants in plans:
         log(f"[final] {length} tokens: " + ", ".join(f"{m} {lr_label(s['lr'])}" for m, s in picks[length].items()))
+        if len(methods) == 1:  # a part: its runs only, no comparison of one method
+            jobs = plan_comparison(config, point, variants, seeds, reuse)
+            for i, job in enumerate(jobs, 1):
+                head = f"[{i}/{len(jobs)}] {job.method} seed {job.seed} ..."
+                if job.action == "reuse":
+                    log(f"{head} reused {job.run_dir}")
+                else:
+                    run_job(job, head, config, log)
+            continue
         comps[length] = run_comparison(config, point, variants, seeds, methods[0], reuse, folder, log=log)
-    return final_markdown(target, picks, comps)
+    return final_markdown(target, picks, comps) if comps else None

@@ -198,8 +198,15 @@ def test_reproduce_study_fronts_and_the_final(tmp_path):
               ["train.threads=1", "eval.split=val"] + TINY_RUNS.split(), ["vpt_deep", "spike_nvpt"], ["1", "2"],
               [8, 32], 1, tmp_path / "runs" / "fronts", log=said.append)
     assert len(said) == 8 and all(line.endswith(": done") for line in said)
+    # the final in two parts too: one method's runs (no markdown), then the full call reuses them
+    part = study("fronts-final", tmp_path, FRONTS_METHODS="spike_nvpt")
+    assert part.returncode == 0, part.stderr[-2000:]
+    assert len(list((tmp_path / "runs" / "fronts_final").glob("p*/runs/*spike_nvpt-s0/results.json"))) == 2
+    assert not list((tmp_path / "runs" / "fronts_final").glob("p*/runs/*vpt_deep*"))
+    assert not (tmp_path / "docs" / "fronts_final.md").exists()
     final = study("fronts-final", tmp_path)
     assert final.returncode == 0, final.stderr[-2000:]
+    assert final.stdout.count("spike_nvpt seed 0 ... reused") == 2 and final.stdout.count("vpt_deep seed 0 ... training") == 2
     md = (tmp_path / "docs" / "fronts_final.md").read_text()
     assert "Target clean accuracy 95 %" in md and "## 8 prompt tokens" in md and "## 32 prompt tokens" in md
     assert "| spike_nvpt − vpt_deep |" in md

@@ -12,7 +12,8 @@ table: VPT-deep's front (a line in logit space, Taori et al. 2020) per robust me
 mCA over the full corruption suite), every setting's effective robustness with a 95% interval, the points table
 (<out>.md, <out>.json) and the figure (<out>.png/.pdf). The statistics: nvpt/robustness/fronts.py.
 final: per prompt length, each method at the setting whose mean clean validation accuracy is closest to --target
-(docs/protocol.md), trained and evaluated with the given overrides (eval.split=test), paired by seed.
+(docs/protocol.md), trained and evaluated with the given overrides (eval.split=test), paired by seed; with
+--methods METHOD (one) that method's runs only, for a second core, before the call with both writes the markdown.
 """
 import json
 import sys
@@ -83,6 +84,8 @@ def build_parser(command: str):
         p.add_argument("--lengths", nargs="+", type=int, required=True, metavar="P")
         p.add_argument("--lrs", nargs="+", required=True, metavar="LR",
                        help="the sweep's learning rates: every one must be there (a partial sweep is refused)")
+        p.add_argument("--methods", nargs="+", default=["vpt_deep", "spike_nvpt"], metavar="METHOD",
+                       help="the first is the reference; one method trains its runs only (a part, no markdown)")
         p.add_argument("--seeds", type=int, default=5, metavar="N")
         p.add_argument("--out", required=True, metavar="DIR")
         p.add_argument("--md", required=True, metavar="FILE", help="the final's markdown")
@@ -114,7 +117,10 @@ def main(argv):
             raise NVPTError(f"--sweep {args.sweep} holds no <method>/<point>/comparison.json: run the sweep first")
         settings = sweep_settings(read_comparisons(files))
         text = run_final(args.config, args.overrides, settings, args.target, args.lengths, args.lrs, args.seeds,
-                         args.out, log=log)
+                         args.out, methods=tuple(args.methods), log=log)
+        if text is None:
+            log(f"{args.methods[0]}'s runs are in {args.out}; the call with both methods writes {args.md}")
+            return
         atomic_write_text(Path(args.md), text)
         log(f"wrote {args.md}")
 

@@ -18,7 +18,8 @@
 # Environment (defaults in brackets; the plumbing test shrinks everything with them): PY [.venv/bin/python],
 # OUT [runs/study], DOCS [docs/results/study], LRS [0.25 0.5 1 2 4], LRS64 [0.25 1 4], SEEDS [3], FINAL_SEEDS [5],
 # ARGS [extra key=value overrides for every run of the fronts' cases], FRONTS_CFG, FRONTS64_CFG [the task configs],
-# FRONTS_METHODS [sweep only these methods' points and write no table: e.g. one method per core, then the full call].
+# FRONTS_METHODS [fronts/fronts64: only these methods' points, no table; fronts-final: one method's runs, no
+# markdown; e.g. one method per core, then the full call, which reuses what they trained].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -182,7 +183,8 @@ case "${1:-}" in
     # the rule of docs/protocol.md ("Fronts"): per length, each method at the lr closest to $TARGET % clean (validation)
     mkdir -p $DOCS
     $PY tools/fronts.py final $FRONTS_CFG train.threads=1 eval.split=test $ARGS --sweep $OUT/fronts \
-        --target $TARGET --lengths 8 32 --lrs $LRS --seeds $FINAL_SEEDS --out $OUT/fronts_final --md $DOCS/fronts_final.md
+        --target $TARGET --lengths 8 32 --lrs $LRS --seeds $FINAL_SEEDS --out $OUT/fronts_final --md $DOCS/fronts_final.md \
+        --methods ${FRONTS_METHODS:-vpt_deep spike_nvpt}  # one method: its runs only (a second core); then both
     ;;
   fronts64)
     # the minority-prompt regime: 64 px, at most a quarter of the 81 tokens as prompts (8, 16); validation split
