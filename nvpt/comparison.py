@@ -144,6 +144,16 @@ def run_job(job: Job, head: str, config: str | Path, log: Callable[[str], None])
     log(f"{head} done in {time.time() - start:.0f} s")
 
 
+def run_jobs(jobs: list[Job], config: str | Path, log: Callable[[str], None]) -> None:
+    """Train or resume each planned run in order; a finished one is only named."""
+    for i, job in enumerate(jobs, 1):
+        head = f"[{i}/{len(jobs)}] {job.method} seed {job.seed} ..."
+        if job.action == "reuse":
+            log(f"{head} reused {job.run_dir}")
+        else:
+            run_job(job, head, config, log)
+
+
 def run_comparison(config: str | Path, overrides: list[str], methods: list[str], seeds: int,
                    reference: str = "vpt_deep", reuse: bool = True, out: str | Path | None = None,
                    log: Callable[[str], None] = print) -> dict:
@@ -155,15 +165,9 @@ def run_comparison(config: str | Path, overrides: list[str], methods: list[str],
     for job in jobs:  # a finished run's results.json is checked before any training
         if job.action == "reuse":
             read_run_results(job.run_dir)
+    run_jobs(jobs, config, log)
     labels = list(dict.fromkeys(job.method for job in jobs))
-    results: dict[str, list[dict]] = {m: [] for m in labels}
-    for i, job in enumerate(jobs, 1):
-        head = f"[{i}/{len(jobs)}] {job.method} seed {job.seed} ..."
-        if job.action == "reuse":
-            log(f"{head} reused {job.run_dir}")
-        else:
-            run_job(job, head, config, log)
-        results[job.method].append(read_run_results(job.run_dir))
+    results = {m: [read_run_results(job.run_dir) for job in jobs if job.method == m] for m in labels}
 
     comp = compare_runs(results, reference=reference)
     # what each method trains (results.json's trainable_params; the same for every seed), None for older runs
@@ -280,13 +284,7 @@ def run_final(config: str | Path, overrides: list[str], settings: list[dict], ta
     for length, folder, point, variants in plans:
         log(f"[final] {length} tokens: " + ", ".join(f"{m} {lr_label(s['lr'])}" for m, s in picks[length].items()))
         if len(methods) == 1:  # a part: its runs only, no comparison of one method
-            jobs = plan_comparison(config, point, variants, seeds, reuse)
-            for i, job in enumerate(jobs, 1):
-                head = f"[{i}/{len(jobs)}] {job.method} seed {job.seed} ..."
-                if job.action == "reuse":
-                    log(f"{head} reused {job.run_dir}")
-                else:
-                    run_job(job, head, config, log)
+            run_jobs(plan_comparison(config, point, variants, seeds, reuse), config, log)
             continue
         comps[length] = run_comparison(config, point, variants, seeds, methods[0], reuse, folder, log=log)
     return final_markdown(target, picks, comps) if comps else None
