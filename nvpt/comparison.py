@@ -278,13 +278,12 @@ def run_final(config: str | Path, overrides: list[str], settings: list[dict], ta
             variants.append(str(variant))
         point = list(overrides) + [f"output_dir={folder / 'runs'}"]
         check_methods(variants, methods[0], seeds, point)
-        plan_comparison(config, point, variants, seeds, reuse)
-        plans.append((length, folder, point, variants))
+        plans.append((length, folder, point, variants, plan_comparison(config, point, variants, seeds, reuse)))
     comps = {}
-    for length, folder, point, variants in plans:
+    for length, folder, point, variants, jobs in plans:
         log(f"[final] {length} tokens: " + ", ".join(f"{m} {lr_label(s['lr'])}" for m, s in picks[length].items()))
-        if len(methods) == 1:  # a part: its runs only, no comparison of one method
-            run_jobs(plan_comparison(config, point, variants, seeds, reuse), config, log)
+        if len(methods) == 1:  # a part: the runs planned above only, no comparison of one method
+            run_jobs(jobs, config, log)
             continue
         comps[length] = run_comparison(config, point, variants, seeds, methods[0], reuse, folder, log=log)
     return final_markdown(target, picks, comps) if comps else None
