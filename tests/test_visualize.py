@@ -271,3 +271,33 @@ def test_tool_bad_input_is_one_line(case, tool, runs, tmp_path, capsys):
     assert rc == 2
     assert err.startswith("error: ") and message in err and "\n" not in err, err
     assert not (tmp_path / "figures").exists()
+
+
+def test_place_labels_keeps_crowded_labels_apart_and_inside():
+    """Six labels around points closer together than a label is wide: a fixed offset (the old code) makes them
+    overlap; place_labels puts each where it overlaps no other label and stays inside the axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from nvpt.viz import place_labels
+
+    fig = Figure(figsize=(4, 3))
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    ax = fig.add_subplot()
+    points = [(0.50 + 0.01 * i, 0.50 + 0.005 * (i % 2), f"label {i}", None) for i in range(6)] + [(0.99, 0.99, "corner", None)]
+    ax.plot([x for x, *_ in points], [y for _, y, *_ in points], "o")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    fig.tight_layout()
+    naive = [ax.annotate(t, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7) for x, y, t, _ in points]
+    boxes = [a.get_window_extent(renderer) for a in naive]
+    assert any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])  # the case is crowded
+    for a in naive:
+        a.remove()
+    notes = place_labels(ax, points)
+    assert [n.get_text() for n in notes] == [t for _, _, t, _ in points]
+    assert len(ax.texts) == len(points)  # the tried and rejected offsets leave nothing behind
+    boxes = [n.get_window_extent(renderer) for n in notes]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    frame = ax.get_window_extent(renderer)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)

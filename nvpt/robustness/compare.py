@@ -367,8 +367,11 @@ def plot_accuracy_robustness(comp: dict, path: str | os.PathLike, params: dict[s
         raise NVPTError("an accuracy-robustness figure needs corrupted sets (mean_corrupted): evaluate some noise")
     from matplotlib.figure import Figure
 
+    from nvpt.viz import place_labels
+
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot()
+    labels = []  # (clean, mCA, text, colour), placed once the layout is final
     for i, m in enumerate(comp["methods"]):
         clean, mca = comp["accuracy"][m][CLEAN], comp["accuracy"][m][MEAN]
 
@@ -380,8 +383,7 @@ def plot_accuracy_robustness(comp: dict, path: str | os.PathLike, params: dict[s
         ax.errorbar([clean["mean"]], [mca["mean"]], xerr=err(clean), yerr=err(mca), fmt="o", capsize=3,
                     color=f"C{i % 10}", label=m, zorder=3)
         n = (params or {}).get(m)
-        ax.annotate(f"{m}" + (f"\n{n:,} params" if n is not None else ""), (clean["mean"], mca["mean"]),
-                    textcoords="offset points", xytext=(6, 4), fontsize=7, color=f"C{i % 10}")
+        labels.append((clean["mean"], mca["mean"], f"{m}" + (f"\n{n:,} params" if n is not None else ""), f"C{i % 10}"))
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel("mean corrupted accuracy, mCA (%)")
     seeds = len(comp["seeds"])
@@ -389,4 +391,5 @@ def plot_accuracy_robustness(comp: dict, path: str | os.PathLike, params: dict[s
                  fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    place_labels(ax, labels)
     return _save(fig, Path(path))

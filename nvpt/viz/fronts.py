@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from nvpt.robustness.fronts import EPS, MEASURE_LABELS, MEASURES, predict
-from nvpt.viz import save_figure
+from nvpt.viz import place_labels, save_figure
 from nvpt.viz.curves import METHOD_STYLE
 
 _MARKERS = "osD^v<>p"
@@ -41,6 +41,7 @@ def plot_fronts(rows: list[dict], fronts: dict, out_prefix: str | Path, title: s
     axes = fig.subplots(1, max(1, len(measures)), squeeze=False)[0]
     lengths = sorted({r["length"] for r in rows})
     percent = FuncFormatter(lambda v, _pos: f"{100 * v:g}")
+    labels = {}  # per axes: (x, y, lr, colour), placed once the layout is final
     for ax, measure in zip(axes, measures):
         front = fronts[measure]
         cleans = [r["clean"]["mean"] for r in rows] + [c for c, _ in front["points"]]
@@ -52,11 +53,14 @@ def plot_fronts(rows: list[dict], fronts: dict, out_prefix: str | Path, title: s
             colour, name = METHOD_STYLE.get(method, (None, method))
             for r in (r for r in rows if r["method"] == method and r[measure] is not None):
                 marker = _MARKERS[lengths.index(r["length"]) % len(_MARKERS)]
-                ax.errorbar(_frac(r["clean"]["mean"]), _frac(r[measure]["mean"]),
-                            xerr=[[v] for v in _bar(r["clean"])], yerr=[[v] for v in _bar(r[measure])],
-                            fmt=marker, color=colour, capsize=2, markersize=6, linewidth=1)
-                ax.annotate(f"{r['lr']:g}", (_frac(r["clean"]["mean"]), _frac(r[measure]["mean"])),
-                            textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
+                _, caps, bars = ax.errorbar(
+                    _frac(r["clean"]["mean"]), _frac(r[measure]["mean"]), xerr=[[v] for v in _bar(r["clean"])],
+                    yerr=[[v] for v in _bar(r[measure])], fmt=marker, color=colour, capsize=2, markersize=6,
+                    linewidth=1, zorder=3)
+                for part in (*caps, *bars):  # faint bars: where settings crowd, the points and labels stay legible
+                    part.set_alpha(0.35)
+                labels.setdefault(ax, []).append(
+                    (_frac(r["clean"]["mean"]), _frac(r[measure]["mean"]), f"{r['lr']:g}", colour))
             ax.plot([], [], "o", color=colour, label=name)
         for i, length in enumerate(lengths):
             ax.plot([], [], _MARKERS[i % len(_MARKERS)], color="gray", label=f"{length} tokens")
@@ -80,4 +84,6 @@ def plot_fronts(rows: list[dict], fronts: dict, out_prefix: str | Path, title: s
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    for ax, points in labels.items():
+        place_labels(ax, points)
     return save_figure(fig, out_prefix)
