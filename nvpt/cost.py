@@ -42,7 +42,7 @@ from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
 from nvpt.suites import FGVC, VTAB, VTAB_TRAIN, VTAB_VAL
-from nvpt.config import TORCHVISION_TASKS, Config
+from nvpt.config import PEFT_METHODS, TORCHVISION_TASKS, Config
 from nvpt.data import dtd, vtab1k
 from nvpt.data.torchvision_tasks import TASKS
 from nvpt.errors import NVPTError
@@ -169,6 +169,7 @@ class RunCost:
 
 _BODY: dict[tuple, tuple[float, int]] = {}  # (FLOPs without the head, embed_dim) per backbone and prompt count
 _PARAMS: dict[tuple, tuple[int, int, int]] = {}  # (backbone parameters without head, depth, embed_dim) per backbone
+_PEFT: dict[tuple, int] = {}  # a PEFT baseline's own trainable parameters per backbone, method and its settings
 
 
 def forward_flops(cfg: Config) -> float:
@@ -271,6 +272,22 @@ def fgvc_sizes(d) -> tuple[int, int, int]:
         raise NVPTError(f"cost: cannot read the split files in {folder} ({exc}); restore them") from None
 
 
+def _peft_params(cfg: Config) -> int:
+    """Parameters a PEFT baseline trains besides the head (biases, adapters, low-rank factors, scales): its model
+    built on the meta device, so nothing is allocated and no weights are read."""
+    key = (cfg.model.name, cfg.model.img_size, cfg.model.in_chans, cfg.model.kwargs, cfg.prompt.method,
+           repr(cfg.get(cfg.prompt.method)))
+    if key not in _PEFT:
+        from nvpt.models import build_model
+
+        meta_cfg = copy.deepcopy(cfg)
+        meta_cfg.model.update(pretrained=False, pretrained_file=None, num_classes=1)
+        with torch.device("meta"):
+            model = build_model(meta_cfg)
+        _PEFT[key] = sum(p.numel() for p in model.tuned_parameters())
+    return _PEFT[key]
+
+
 def checkpoint_bytes(cfg: Config) -> tuple[float, float]:
     """(checkpoint-best, checkpoint-last) bytes: the trainable parameters in float32, and for checkpoint-last the
     optimizer's state too (1 slot for SGD with momentum, 2 for AdamW)."""
@@ -281,7 +298,8 @@ def checkpoint_bytes(cfg: Config) -> tuple[float, float]:
     method = cfg.prompt.method
     prompts = 0 if method not in ("vpt_shallow", "vpt_deep", "spike_nvpt") else cfg.prompt.length * dim * (
         1 if method == "vpt_shallow" or (method == "spike_nvpt" and not cfg.prompt.deep) else depth)
-    trainable = (total + head) if method == "full" else head + prompts
+    tuned = _peft_params(cfg) if method in PEFT_METHODS else 0
+    trainable = (total + head) if method == "full" else head + prompts + tuned
     slots = 2 if cfg.train.optimizer == "adamw" else (1 if cfg.train.momentum else 0)
     return 4.0 * trainable, 4.0 * trainable * (1 + slots)
 

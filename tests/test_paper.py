@@ -16,6 +16,7 @@ from conftest import TINY, run_tool
 from nvpt.config import load_config
 from nvpt.cost import Assumptions, checkpoint_bytes, describe, figure, forward_flops, run_cost, with_figures
 from nvpt.errors import NVPTError
+from nvpt.models import build_model
 from nvpt.paper import TASKS, estimate_parts, plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,3 +165,17 @@ def test_tiny_paper_run_writes_tables_and_resumes(tmp_path, monkeypatch, capsys)
 def test_unknown_data_has_no_estimate():
     with pytest.raises(NVPTError, match=r"no split sizes known for data.name=textures"):
         run_cost(load_config(None, ["data.name=textures"]), 1)
+
+
+@pytest.mark.parametrize("method", ["bitfit", "adapter", "lora", "ssf", "vpt_deep"])
+def test_checkpoint_bytes_count_what_the_method_trains(method):
+    """checkpoint-best holds every trainable parameter in float32: the PEFT baselines' own parameters (biases,
+    adapters, low-rank factors, scales) too, counted on the built model, not only the head."""
+    cfg = load_config(None, TINY + [f"prompt.method={method}"])
+    model = build_model(cfg)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    head = sum(p.numel() for p in model.backbone.get_classifier().parameters())
+    assert trained > head  # the method trains more than its head
+    best, last = checkpoint_bytes(cfg)
+    assert best == 4 * trained
+    assert last == pytest.approx(best * 2)  # SGD with momentum: one optimizer slot
