@@ -274,6 +274,18 @@ def _draw_panels(curves: dict, comp: dict, titles: dict):
     return fig
 
 
+def _save(fig, base: Path) -> list[Path]:
+    """<base>.png and .pdf, each written atomically."""
+    from nvpt.engine.checkpoint import atomic_write
+
+    written = []
+    for fmt in ("png", "pdf"):
+        target = base.with_name(f"{base.name}.{fmt}")
+        atomic_write(target, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150))
+        written.append(target)
+    return written
+
+
 def plot_comparison(comp: dict, path: str | os.PathLike) -> list[Path]:
     """Accuracy vs severity, one line per method with its 95% CI band (drawn within 0..100):
     <path>.png/.pdf has a panel per corruption family (the family's mean accuracy at each
@@ -292,12 +304,10 @@ def plot_comparison(comp: dict, path: str | os.PathLike) -> list[Path]:
         present = [n for n in FAMILIES[f] if n in singles]
         title = f"{f} (mean of {', '.join(present)})"
         titles[f] = title if len(title) < 48 else f"{f} (mean of {len(present)} corruptions)"
-    from nvpt.viz import save_figure
-
-    written = save_figure(_draw_panels(main, comp, titles), base)
+    written = _save(_draw_panels(main, comp, titles), base)
     corruptions = {k: v for k, v in singles.items() if k != GAUSSIAN}
     if corruptions:
-        written += save_figure(_draw_panels(corruptions, comp, {}), base.with_name(f"{base.name}_corruptions"))
+        written += _save(_draw_panels(corruptions, comp, {}), base.with_name(f"{base.name}_corruptions"))
     return written
 
 
@@ -357,7 +367,7 @@ def plot_accuracy_robustness(comp: dict, path: str | os.PathLike, params: dict[s
         raise NVPTError("an accuracy-robustness figure needs corrupted sets (mean_corrupted): evaluate some noise")
     from matplotlib.figure import Figure
 
-    from nvpt.viz import place_labels, save_figure
+    from nvpt.viz import place_labels
 
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot()
@@ -382,4 +392,4 @@ def plot_accuracy_robustness(comp: dict, path: str | os.PathLike, params: dict[s
     ax.grid(alpha=0.3)
     fig.tight_layout()
     place_labels(ax, labels)
-    return save_figure(fig, Path(path))
+    return _save(fig, Path(path))
