@@ -279,7 +279,7 @@ def test_place_labels_keeps_crowded_labels_apart_and_inside():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from nvpt.viz import place_labels
+    from nvpt.robustness.compare import place_labels
 
     fig = Figure(figsize=(4, 3))
     renderer = FigureCanvasAgg(fig).get_renderer()

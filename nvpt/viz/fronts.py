@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from nvpt.robustness.fronts import EPS, MEASURE_LABELS, MEASURES, predict
-from nvpt.viz import place_labels, save_figure
+from nvpt.robustness.compare import place_labels
+from nvpt.viz import save_figure
 from nvpt.viz.curves import METHOD_STYLE
 
 _MARKERS = "osD^v<>p"
