@@ -183,11 +183,16 @@ def forward_flops(cfg: Config) -> float:
     return body + 2.0 * dim * (m.num_classes or 1000)  # + the head
 
 
-def _body_flops(cfg: Config, prompts: int) -> tuple[float, int]:
+def _meta_config(cfg: Config) -> Config:
+    """cfg for a model built on the meta device: shapes only, no memory, no weights read, a 1-class head."""
     meta_cfg = copy.deepcopy(cfg)
     meta_cfg.model.update(pretrained=False, pretrained_file=None, num_classes=1)
-    with torch.device("meta"):  # shapes only: no memory, no weights
-        model = create_backbone(meta_cfg)
+    return meta_cfg
+
+
+def _body_flops(cfg: Config, prompts: int) -> tuple[float, int]:
+    with torch.device("meta"):
+        model = create_backbone(_meta_config(cfg))
     blocks = model.blocks if hasattr(model, "blocks") else [b for stage in model.layers for b in stage.blocks]
     _PARAMS[(cfg.model.name, cfg.model.img_size, cfg.model.in_chans, cfg.model.kwargs)] = (
         sum(p.numel() for p in model.parameters()), len(blocks), model.embed_dim)  # Swin: its first stage's width
@@ -280,10 +285,8 @@ def _peft_params(cfg: Config) -> int:
     if key not in _PEFT:
         from nvpt.models import build_model
 
-        meta_cfg = copy.deepcopy(cfg)
-        meta_cfg.model.update(pretrained=False, pretrained_file=None, num_classes=1)
         with torch.device("meta"):
-            model = build_model(meta_cfg)
+            model = build_model(_meta_config(cfg))
         _PEFT[key] = sum(p.numel() for p in model.tuned_parameters())
     return _PEFT[key]
 

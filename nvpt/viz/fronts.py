@@ -54,14 +54,13 @@ def plot_fronts(rows: list[dict], fronts: dict, out_prefix: str | Path, title: s
             colour, name = METHOD_STYLE.get(method, (None, method))
             for r in (r for r in rows if r["method"] == method and r[measure] is not None):
                 marker = _MARKERS[lengths.index(r["length"]) % len(_MARKERS)]
-                _, caps, bars = ax.errorbar(
-                    _frac(r["clean"]["mean"]), _frac(r[measure]["mean"]), xerr=[[v] for v in _bar(r["clean"])],
-                    yerr=[[v] for v in _bar(r[measure])], fmt=marker, color=colour, capsize=2, markersize=6,
-                    linewidth=1, zorder=3)
+                x, y = _frac(r["clean"]["mean"]), _frac(r[measure]["mean"])
+                _, caps, bars = ax.errorbar(x, y, xerr=[[v] for v in _bar(r["clean"])],
+                                            yerr=[[v] for v in _bar(r[measure])], fmt=marker, color=colour,
+                                            capsize=2, markersize=6, linewidth=1, zorder=3)
                 for part in (*caps, *bars):  # faint bars: where settings crowd, the points and labels stay legible
                     part.set_alpha(0.35)
-                labels.setdefault(ax, []).append(
-                    (_frac(r["clean"]["mean"]), _frac(r[measure]["mean"]), f"{r['lr']:g}", colour))
+                labels.setdefault(ax, []).append((x, y, f"{r['lr']:g}", colour))
             ax.plot([], [], "o", color=colour, label=name)
         for i, length in enumerate(lengths):
             ax.plot([], [], _MARKERS[i % len(_MARKERS)], color="gray", label=f"{length} tokens")
